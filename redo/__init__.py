@@ -1,0 +1,1 @@
+"""ReDo: measuring and recycling dormant neurons in deep reinforcement learning."""
