@@ -44,10 +44,14 @@ def neuron_activity(h: Tensor, conv: bool) -> Tensor:
     """
     if conv:
         if h.dim() < 4:
-            raise ValueError(f"a conv activation needs (batch, C, H, W) dims, got shape {tuple(h.shape)}")
+            raise ValueError(
+                f"a conv activation needs (batch, C, H, W) dims, got shape {tuple(h.shape)}"
+            )
         return h.abs().mean(dim=(-4, -2, -1))
     if h.dim() < 2:
-        raise ValueError(f"a dense activation needs (batch, neurons) dims, got shape {tuple(h.shape)}")
+        raise ValueError(
+            f"a dense activation needs (batch, neurons) dims, got shape {tuple(h.shape)}"
+        )
     return h.abs().mean(dim=-2)
 
 
@@ -68,7 +72,8 @@ def capture_activations(model: nn.Module, x: Tensor) -> dict[str, Tensor]:
 
     def recorder(name: str):
         def hook(_module: nn.Module, _inputs: tuple[Tensor, ...], output: Tensor) -> None:
-            captured[name] = output.detach()
+            # clone: an in-place module after the activation must not overwrite what we score
+            captured[name] = output.detach().clone()
 
         return hook
 
@@ -96,7 +101,9 @@ def dormant_scores(model: nn.Module, x: Tensor, eps: float = SCORE_EPS) -> dict[
     layers = hidden_layers(model)
     activations = capture_activations(model, x)
     return {
-        layer.name: scores_from_activity(neuron_activity(activations[layer.name], layer.is_conv), eps)
+        layer.name: scores_from_activity(
+            neuron_activity(activations[layer.name], layer.is_conv), eps
+        )
         for layer in layers
     }
 
@@ -155,8 +162,9 @@ class DormantSummary:
 
     def fraction(self, tau: float, layer: str | None = None) -> float:
         """Dormant share of one layer, or total dormant / total neurons when ``layer`` is None."""
+        dormant = self.count(tau, layer)
         total = sum(self.neurons.values()) if layer is None else self.neurons[layer]
-        return self.count(tau, layer) / total
+        return dormant / total
 
     def mean_layer_fraction(self, tau: float) -> float:
         """Mean over layers of each layer's dormant share."""

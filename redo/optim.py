@@ -3,9 +3,13 @@
 Adam divides its moment estimates by ``1 - beta**t`` to undo their zero initialisation. When
 ReDo zeroes the moments of a recycled neuron's weights, those entries start again from zero,
 but ``torch.optim.Adam`` keeps a single ``t`` per tensor: the fresh entries get the bias
-correction of an old tensor (about 1), so their first updates are shrunk by up to
-``1 - beta1 = 0.1``. Zeroing that shared ``t`` instead (as the PyTorch seed repository does)
-restarts the correction of every *other* entry too, whose moments are not fresh.
+correction of an old tensor (about 1). Their second moment starts far smaller than their
+first (``1 - beta2`` against ``1 - beta1``), so for a steady gradient their updates are
+``(1 - beta1**k) / sqrt(1 - beta2**k)`` times Adam's normal step after k steps: 3.2x at the
+first, about 6.5x around the tenth, still 1.3x after a thousand. Zeroing that shared ``t``
+instead (as the PyTorch seed repository does) restarts the correction of every *other* entry
+too, whose moments are not fresh: their updates shrink to ``sqrt(1 - beta2**k) / (1 - beta1**k)``
+of normal, as low as 0.15x, and recover only after thousands of steps.
 
 Keeping ``t`` per element solves both: :class:`ElementwiseAdam` stores ``step`` with the shape
 of the parameter, and the reset in :mod:`redo.recycle` zeroes exactly the recycled entries.

@@ -110,13 +110,21 @@ def reset_neurons(
     layers = {layer.name: layer for layer in hidden_layers(model)}
     unknown = set(masks) - set(layers)
     if unknown:
-        raise ValueError(f"masks name unknown layers {sorted(unknown)}; hidden layers are {list(layers)}")
+        raise ValueError(
+            f"masks name unknown layers {sorted(unknown)}; hidden layers are {list(layers)}"
+        )
+
+    full_masks = {
+        name: masks.get(name, torch.zeros(layer.width, dtype=torch.bool))
+        for name, layer in layers.items()
+    }
+    for name, mask in full_masks.items():  # all checked before anything changes
+        _check_mask(name, mask, layers[name].width)
 
     recycled: dict[str, int] = {}
     with torch.no_grad():
         for name, layer in layers.items():
-            mask = masks.get(name, torch.zeros(layer.width, dtype=torch.bool))
-            _check_mask(name, mask, layer.width)
+            mask = full_masks[name]
             recycled[name] = int(mask.sum())
             if recycled[name] == 0:
                 continue
@@ -129,9 +137,7 @@ def reset_neurons(
     return RecycleReport(recycled=recycled, neurons={n: layer.width for n, layer in layers.items()})
 
 
-def init_like(
-    weight: Tensor, init: InitName, generator: torch.Generator | None = None
-) -> Tensor:
+def init_like(weight: Tensor, init: InitName, generator: torch.Generator | None = None) -> Tensor:
     """A fresh tensor shaped like ``weight`` drawn from the named initial distribution.
 
     * ``default``: PyTorch's own Linear/Conv2d init, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``

@@ -11,6 +11,7 @@ with a message that says which module breaks the pattern.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from torch import nn
@@ -57,7 +58,9 @@ def hidden_layers(model: nn.Module) -> list[HiddenLayer]:
             "are) so that each layer's activation and next layer are known"
         )
     leaves = _leaf_modules(model, prefix="")
-    weight_positions = [i for i, (_, module) in enumerate(leaves) if isinstance(module, WeightLayer)]
+    weight_positions = [
+        i for i, (_, module) in enumerate(leaves) if isinstance(module, WeightLayer)
+    ]
     if len(weight_positions) < 2:
         raise ValueError(
             f"the model has {len(weight_positions)} Linear/Conv2d layer(s); a scorable hidden layer "
@@ -65,10 +68,16 @@ def hidden_layers(model: nn.Module) -> list[HiddenLayer]:
         )
     for name, module in leaves[: weight_positions[0]]:
         _require_parameter_free(name, module)
-    return [
-        _hidden_layer(leaves, start, stop)
-        for start, stop in zip(weight_positions, weight_positions[1:], strict=False)
+    layers = [
+        _hidden_layer(leaves, start, stop) for start, stop in itertools.pairwise(weight_positions)
     ]
+    activation_ids = [id(layer.activation) for layer in layers]
+    if len(set(activation_ids)) != len(activation_ids):
+        raise ValueError(
+            "one activation module instance follows several layers; give each layer its own "
+            "activation module (e.g. nn.ReLU() per layer) so their outputs can be told apart"
+        )
+    return layers
 
 
 def output_layer(model: nn.Module) -> WeightLayer:
@@ -90,6 +99,11 @@ def _hidden_layer(leaves: list[tuple[str, nn.Module]], start: int, stop: int) ->
             f"{next_name!r}, found {found}; the dormant score is defined on post-activation outputs"
         )
     flattens = any(isinstance(m, nn.Flatten) for _, m in between)
+    if flattens and _position(between, nn.Flatten) < _position(between, type(activations[0])):
+        raise ValueError(
+            f"layer {name!r} is flattened before its activation; put the activation before "
+            "nn.Flatten so that each channel's output can be scored"
+        )
     return HiddenLayer(
         name=name,
         layer=layer,
@@ -124,13 +138,18 @@ def _columns_per_neuron(
 
 def _leaf_modules(module: nn.Sequential, prefix: str) -> list[tuple[str, nn.Module]]:
     leaves: list[tuple[str, nn.Module]] = []
-    for child_name, child in module.named_children():
+    # _modules, not named_children(): the latter skips a module instance that appears twice.
+    for child_name, child in module._modules.items():
         name = f"{prefix}{child_name}"
         if isinstance(child, nn.Sequential):
             leaves.extend(_leaf_modules(child, prefix=f"{name}."))
         else:
             leaves.append((name, child))
     return leaves
+
+
+def _position(modules: list[tuple[str, nn.Module]], kind: type) -> int:
+    return next(i for i, (_, module) in enumerate(modules) if isinstance(module, kind))
 
 
 def _require_parameter_free(name: str, module: nn.Module) -> None:
