@@ -1,0 +1,97 @@
+"""The paper's control experiment: supervised learning with targets that move.
+
+Sokar et al. (2023, section 3) ask whether dormant neurons come from reinforcement learning
+as such or from the non-stationarity of its targets. They train a classifier whose labels
+are reshuffled from time to time (the inputs stay the same, the input -> label map changes)
+and compare it with the same classifier on fixed labels. This module runs that experiment
+on any small dataset held in memory, and records the dormant fraction after every epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from redo.dormant import PAPER_TAUS, dormant_scores, dormant_summary
+from redo.networks import mlp
+
+
+@dataclass(frozen=True)
+class ShuffledLabelsConfig:
+    """One run of the control experiment.
+
+    ``shuffle_every`` is the number of epochs between two reshufflings of the labels; ``None``
+    keeps the labels fixed (the stationary control).
+    """
+
+    shuffle_every: int | None
+    epochs: int = 160
+    batch_size: int = 64
+    lr: float = 1e-3
+    hidden: tuple[int, ...] = (256, 256)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.shuffle_every is not None and self.shuffle_every < 1:
+            raise ValueError(f"shuffle_every must be >= 1 epoch or None, got {self.shuffle_every}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"hidden must list at least one positive width, got {self.hidden}")
+
+
+def train_with_shuffled_labels(
+    inputs: Tensor, labels: Tensor, config: ShuffledLabelsConfig, taus: Sequence[float] = PAPER_TAUS
+) -> pd.DataFrame:
+    """Train a classifier with Adam and return one row of measurements per epoch.
+
+    Columns: ``epoch``, ``phase`` (how many reshufflings so far), ``loss`` and ``accuracy`` on
+    the current labels over the whole dataset, and ``dormant/tau=<tau>`` (total dormant /
+    total neurons) for each tau, scored on the whole dataset after the epoch.
+    """
+    if inputs.shape[0] != labels.shape[0] or inputs.shape[0] == 0:
+        raise ValueError(
+            f"inputs and labels must hold the same, nonzero number of examples, got "
+            f"{inputs.shape[0]} and {labels.shape[0]}"
+        )
+    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    network = mlp(inputs.shape[1], int(labels.max()) + 1, config.hidden)  # a ReLU MLP
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
+    current = labels.clone()
+    rows = []
+    for epoch in range(1, config.epochs + 1):
+        phase = 0 if config.shuffle_every is None else (epoch - 1) // config.shuffle_every
+        if (
+            config.shuffle_every is not None
+            and epoch > 1
+            and (epoch - 1) % config.shuffle_every == 0
+        ):
+            current = current[torch.randperm(len(current), generator=generator)]
+        order = torch.randperm(len(inputs), generator=generator)
+        for start in range(0, len(inputs), config.batch_size):
+            batch = order[start : start + config.batch_size]
+            loss = nn.functional.cross_entropy(network(inputs[batch]), current[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            logits = network(inputs)
+        summary = dormant_summary(dormant_scores(network, inputs), taus)
+        rows.append(
+            {
+                "epoch": epoch,
+                "phase": phase,
+                "loss": float(nn.functional.cross_entropy(logits, current)),
+                "accuracy": float((logits.argmax(dim=1) == current).float().mean()),
+                **{f"dormant/tau={tau:g}": summary.fraction(tau) for tau in summary.taus},
+            }
+        )
+    return pd.DataFrame(rows)
