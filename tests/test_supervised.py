@@ -1,0 +1,68 @@
+import pytest
+import torch
+
+from redo.supervised import ShuffledLabelsConfig, train_with_shuffled_labels
+
+
+def toy_data(n=96, d=6, classes=3, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    inputs = torch.randn(n, d, generator=generator)
+    labels = (inputs[:, 0] > 0).long() + (inputs[:, 1] > 0).long()
+    return inputs, labels.clamp(max=classes - 1)
+
+
+def test_rows_per_epoch_with_phases_and_dormant_columns():
+    inputs, labels = toy_data()
+    config = ShuffledLabelsConfig(shuffle_every=2, epochs=5, hidden=(16,), batch_size=32)
+    frame = train_with_shuffled_labels(inputs, labels, config, taus=(0.0, 0.1))
+    assert list(frame.epoch) == [1, 2, 3, 4, 5]
+    assert list(frame.phase) == [0, 0, 1, 1, 2]
+    assert {"loss", "accuracy", "dormant/tau=0", "dormant/tau=0.1"} <= set(frame.columns)
+    assert frame["dormant/tau=0.1"].between(0, 1).all()
+    assert (frame["dormant/tau=0.1"] >= frame["dormant/tau=0"]).all()
+
+
+def test_fixed_labels_are_learned_and_stay_in_phase_zero():
+    inputs, labels = toy_data()
+    config = ShuffledLabelsConfig(shuffle_every=None, epochs=30, hidden=(32,), lr=1e-2)
+    frame = train_with_shuffled_labels(inputs, labels, config)
+    assert (frame.phase == 0).all()
+    assert frame.accuracy.iloc[-1] > 0.9
+
+
+def test_reshuffling_changes_the_targets():
+    """Right after a reshuffle the accuracy on the new labels drops: the targets moved."""
+    inputs, labels = toy_data()
+    config = ShuffledLabelsConfig(shuffle_every=30, epochs=31, hidden=(32,), lr=1e-2)
+    frame = train_with_shuffled_labels(inputs, labels, config)
+    assert frame.accuracy.iloc[29] > 0.9
+    assert frame.accuracy.iloc[30] < frame.accuracy.iloc[29] - 0.2
+
+
+def test_same_seed_same_run():
+    inputs, labels = toy_data()
+    config = ShuffledLabelsConfig(shuffle_every=2, epochs=4, hidden=(16,), seed=3)
+    first = train_with_shuffled_labels(inputs, labels, config)
+    second = train_with_shuffled_labels(inputs, labels, config)
+    assert first.equals(second)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("shuffle_every", 0, "shuffle_every"),
+        ("epochs", 0, "epochs"),
+        ("lr", 0.0, "lr"),
+        ("hidden", (), "hidden"),
+    ],
+)
+def test_bad_settings_are_rejected(field, value, match):
+    settings = {"shuffle_every": 2, field: value}
+    with pytest.raises(ValueError, match=match):
+        ShuffledLabelsConfig(**settings)
+
+
+def test_mismatched_data_is_rejected():
+    inputs, labels = toy_data()
+    with pytest.raises(ValueError, match="same, nonzero number"):
+        train_with_shuffled_labels(inputs, labels[:-1], ShuffledLabelsConfig(shuffle_every=None))
