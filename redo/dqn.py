@@ -61,7 +61,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from redo.config import DQNConfig
 from redo.dormant import PAPER_TAUS, dormant_scores, dormant_summary

@@ -17,11 +17,32 @@ _spec = importlib.util.spec_from_file_location("notebooks", ROOT / "scripts" / "
 notebooks = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(notebooks)
 
+RUN_FOLDER = "<the test's temporary folder>"
 SMOKE_PARAMETERS: dict[str, dict[str, object]] = {
     "index": {"batch_size": 8},
     "score": {"n_states": 32, "mlp_train_steps": 20},
     "recycle": {"train_steps": 30, "follow_steps": 20, "n_seeds": 1},
+    "phenomenon": {
+        "n_seeds": 1,
+        "epochs": 4,
+        "shuffle_every": 2,
+        "dqn_steps": 2_500,
+        "learning_starts": 500,
+        "out_dir": RUN_FOLDER,
+    },
+    "training": {
+        "total_steps": 1_500,
+        "learning_starts": 500,
+        "epsilon_decay_steps": 500,
+        "log_interval": 50,
+        "out_dir": RUN_FOLDER,
+    },
 }
+
+
+def with_run_folder(parameters: dict[str, object], tmp_path: Path) -> dict[str, object]:
+    """Runs written by a smoke execution go to the test's temporary folder."""
+    return {k: str(tmp_path / "runs") if v == RUN_FOLDER else v for k, v in parameters.items()}
 
 
 def test_every_chapter_has_smoke_parameters():
@@ -50,7 +71,7 @@ def test_chapter_executes_with_papermill(chapter, tmp_path):
     papermill.execute_notebook(
         str(notebooks.notebook_path(chapter)),
         str(tmp_path / f"{chapter.stem}.ipynb"),
-        parameters=SMOKE_PARAMETERS[chapter.stem],
+        parameters=with_run_folder(SMOKE_PARAMETERS[chapter.stem], tmp_path),
         kernel_name="python3",
         cwd=str(chapter.parent),
         progress_bar=False,
