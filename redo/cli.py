@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from redo.bench import add_bench_arguments, bench_epilog, run_bench_command
 from redo.config import FAMILY_DEFAULTS, LOSS_CHOICES, ConfigError, DQNConfig, OfTotal
 from redo.envs import describe_supported
 from redo.recycle import BIAS_CHOICES, INIT_CHOICES, STEP_CHOICES
@@ -87,8 +88,8 @@ _CHOICES = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``redo`` command with its subcommands (``train`` for now; ``sweep`` and ``bench``
-    will sit beside it)."""
+    """The ``redo`` command with its subcommands (``train`` and ``bench``; ``sweep`` will sit
+    beside them)."""
     parser = argparse.ArgumentParser(
         prog="python -m redo", description="ReDo: dormant neurons in deep RL, reproduced."
     )
@@ -129,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="show a progress bar (default: on when stderr is a terminal)",
     )
+    bench = commands.add_parser(
+        "bench",
+        help="time our loops next to the reference loop structure",
+        description="Measure env steps per second of the single-agent loop, the reference\n"
+        "loop and the population at each K, with and without ReDo, and micro-benchmarks of\n"
+        "one gradient step, score pass and ReDo check; print tables and write JSON.",
+        epilog=bench_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_bench_arguments(bench)
     return parser
 
 
@@ -143,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        return run_bench_command(args, _subparser(parser, "bench"))
     train_parser = _subparser(parser, args.command)
     overrides = {name: getattr(args, name) for name in OPTIONS if name != "env_id"}
     try:

@@ -48,7 +48,7 @@ import math
 import pickle
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from fractions import Fraction
 from pathlib import Path
@@ -343,7 +343,15 @@ def dormant_columns(
     """Dormant fractions on the batch ``x``: overall (``dormant/tau=0.1``, all layers' neurons
     pooled, as the paper plots), per layer (``dormant/tau=0.1/fc1``) and the mean of the layer
     fractions (``dormant_mean_layer/tau=0.1``)."""
-    summary = dormant_summary(dormant_scores(q_network, x), taus)
+    return dormant_columns_from_scores(dormant_scores(q_network, x), taus)
+
+
+def dormant_columns_from_scores(
+    scores: Mapping[str, Tensor], taus: tuple[float, ...] = PAPER_TAUS
+) -> dict[str, float]:
+    """The columns of :func:`dormant_columns` from scores already computed (the population
+    scores all its agents in one pass)."""
+    summary = dormant_summary(scores, taus)
     columns: dict[str, float] = {}
     for tau in taus:
         key = f"tau={tau:g}"
@@ -614,6 +622,7 @@ __all__ = [
     "TrainResult",
     "checkpoint_state",
     "dormant_columns",
+    "dormant_columns_from_scores",
     "dqn_loop",
     "greedy_action",
     "linear_epsilon",
