@@ -14,12 +14,21 @@ of normal, as low as 0.15x, and recover only after thousands of steps.
 Keeping ``t`` per element solves both: :class:`ElementwiseAdam` stores ``step`` with the shape
 of the parameter, and the reset in :mod:`redo.recycle` zeroes exactly the recycled entries.
 Without resets it computes what ``torch.optim.Adam`` computes (tested to float tolerance).
+
+**Cost.** Until the first reset every entry of a tensor has the same count, so ``step`` is
+stored compactly, shaped ``(1, ..., 1)``, and broadcasts: the update then costs what torch's
+own single-tensor Adam costs. The reset widens it to the parameter's shape
+(:func:`widen_step`). From then on the bias corrections are computed as
+``exp(t * log(beta))``, which on a CPU is about 2.5x cheaper than ``beta ** t`` with a tensor
+exponent (200 vs 520 us for a 128 x 1600 tensor, measured with ``torch.set_num_threads(1)``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+
+import math
 
 import torch
 from torch import Tensor
@@ -46,16 +55,38 @@ def adam_update_(
     step.add_(1)
     exp_avg.lerp_(grad, 1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-    bias_correction1 = 1 - torch.pow(beta1, step)
-    bias_correction2_sqrt = (1 - torch.pow(beta2, step)).sqrt()
+    bias_correction1 = 1 - _power(beta1, step)
+    bias_correction2_sqrt = (1 - _power(beta2, step)).sqrt()
     step_size = lr / bias_correction1
     denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
     param.addcdiv_(exp_avg * step_size, denom, value=-1)
 
 
-class ElementwiseAdam(torch.optim.Optimizer):
-    """Adam (Kingma & Ba) whose state ``step`` is a float tensor shaped like the parameter.
+def _power(base: float, exponent: Tensor) -> Tensor:
+    """``base ** exponent`` for ``0 <= base < 1``, through one multiply and one ``exp``."""
+    if base == 0:  # log(0) is -inf and 0 * -inf is nan: 0 ** t is 1 at t = 0, else 0
+        return (exponent == 0).to(exponent.dtype)
+    return torch.exp(exponent * math.log(base))
 
+
+def compact_step(param: Tensor) -> Tensor:
+    """A zero step count shaped ``(1, ..., 1)``: one count that broadcasts over ``param``."""
+    return torch.zeros((1,) * param.dim(), dtype=param.dtype, device=param.device)
+
+
+def widen_step(step: Tensor, shape: torch.Size) -> Tensor:
+    """``step`` with one count per entry of ``shape``, copied out of a compact count if needed.
+
+    Called before a reset zeroes some entries' counts, the moment they stop being equal."""
+    if step.shape == shape:
+        return step
+    return step.expand(shape).clone()
+
+
+class ElementwiseAdam(torch.optim.Optimizer):
+    """Adam (Kingma & Ba) whose state ``step`` is a float tensor that broadcasts to the parameter.
+
+    ``step`` is compact (``(1, ..., 1)``) until a reset widens it to the parameter's shape.
     Supports L2 ``weight_decay`` added to the gradient, as ``torch.optim.Adam`` does; no AMSGrad.
     The state keys are torch's (``step``, ``exp_avg``, ``exp_avg_sq``), so code that resets
     moments works on either optimizer; only the shape of ``step`` differs.
@@ -96,7 +127,7 @@ class ElementwiseAdam(torch.optim.Optimizer):
                     grad = grad.add(param, alpha=group["weight_decay"])
                 state = self.state[param]
                 if not state:
-                    state["step"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                    state["step"] = compact_step(param)
                     state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(
                         param, memory_format=torch.preserve_format

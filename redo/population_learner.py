@@ -46,7 +46,7 @@ from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 from redo.config import DQNConfig, LossName
 from redo.dormant import neuron_activity, scores_from_activity
 from redo.networks import q_network_for
-from redo.optim import adam_update_
+from redo.optim import adam_update_, widen_step
 from redo.population_replay import PopulationBatch
 from redo.recycle import STEP_CHOICES, InitName, StepMode, init_like, outgoing_mask
 from redo.structure import HiddenLayer, hidden_layers
@@ -370,8 +370,7 @@ class PopulationLearner:
         self.exp_avg[name].masked_fill_(entries, 0.0)
         self.exp_avg_sq[name].masked_fill_(entries, 0.0)
         if self.redo_step_mode in ("auto", "elementwise"):
-            if self.step[name].shape != entries.shape:  # the counts now differ per entry
-                self.step[name] = self.step[name].expand_as(entries).clone()
+            self.step[name] = widen_step(self.step[name], entries.shape)
             self.step[name].masked_fill_(entries, 0.0)
 
 

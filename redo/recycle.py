@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from redo.dormant import dormant_masks, dormant_scores
-from redo.optim import has_elementwise_step
+from redo.optim import has_elementwise_step, widen_step
 from redo.structure import HiddenLayer, WeightLayer, hidden_layers
 
 InitName = Literal["default", "xavier_uniform", "lecun_normal", "kaiming_uniform"]
@@ -234,6 +234,7 @@ def _clear_state(
         if key in state and state[key] is not None and state[key].shape == param.shape:
             state[key].masked_fill_(entries, 0.0)
     if step_mode == "elementwise":
+        state["step"] = widen_step(state["step"], entries.shape)
         state["step"].masked_fill_(entries, 0.0)
 
 

@@ -6,7 +6,7 @@ import torch
 from conftest import conv_flatten_linear, inputs, mlp, reset_regions
 from torch import nn
 
-from redo.optim import ElementwiseAdam, has_elementwise_step
+from redo.optim import ElementwiseAdam, _power, has_elementwise_step, widen_step
 from redo.recycle import reset_neurons, reset_optimizer_entries
 
 #: Recycled neurons for conv_flatten_linear; layer "5" has none, so its own rows stay.
@@ -110,10 +110,13 @@ def test_auto_step_mode_is_elementwise_for_elementwise_adam():
     reset_neurons(model, optimizer, MASKS)  # step_mode="auto"
     after = state_by_name(model, optimizer)
     for name, region in reset_regions(model, MASKS).items():
-        assert before[name]["step"].shape == region.shape
+        assert before[name]["step"].shape == (1,) * region.dim()  # compact until a reset
         assert (before[name]["step"] == 5).all()
-        assert (after[name]["step"][region] == 0).all(), name
-        assert (after[name]["step"][~region] == 5).all(), name
+        if region.any():
+            assert after[name]["step"].shape == region.shape, name  # the reset widened it
+        step = after[name]["step"].expand_as(region)
+        assert (step[region] == 0).all(), name
+        assert (step[~region] == 5).all(), name
     assert has_elementwise_step(optimizer)
 
 
@@ -166,7 +169,7 @@ def test_elementwise_step_mode_with_torch_adam_is_rejected(optimizer_name):
 def test_reset_optimizer_entries_on_one_parameter():
     model, optimizer = trained("ElementwiseAdam")
     bias = model[2].bias
-    before = {k: v.clone() for k, v in optimizer.state[bias].items()}
+    before = {k: v.expand_as(bias).clone() for k, v in optimizer.state[bias].items()}
     reset_optimizer_entries(optimizer, bias, MASKS["2"])
     state = optimizer.state[bias]
     for key in ("exp_avg", "exp_avg_sq", "step"):
@@ -175,6 +178,22 @@ def test_reset_optimizer_entries_on_one_parameter():
 
 
 # --- ElementwiseAdam --------------------------------------------------------------------------
+
+
+def test_widen_step_copies_a_compact_count_and_keeps_a_wide_one():
+    compact = torch.full((1, 1), 7.0)
+    wide = widen_step(compact, torch.Size([3, 4]))
+    assert wide.shape == (3, 4) and (wide == 7).all()
+    wide[0, 0] = 0  # a real copy, not an expanded view of one element
+    assert compact.item() == 7 and wide[1, 1] == 7
+    assert widen_step(wide, torch.Size([3, 4])) is wide
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 0.9, 0.999])
+def test_power_through_exp_equals_pow(beta):
+    steps = torch.tensor([0.0, 1.0, 2.0, 10.0, 1000.0, 1e6])
+    expected = torch.tensor([beta**t for t in steps.tolist()], dtype=torch.float64)
+    torch.testing.assert_close(_power(beta, steps).double(), expected, rtol=1e-5, atol=1e-12)
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.05])

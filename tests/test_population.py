@@ -91,9 +91,12 @@ def agent_state(learner, k):
 
 
 def single_state(net, optimizer):
+    """A single agent's parameters and Adam state, step counts expanded to one per element."""
     state = {"params": {n: p.detach().clone() for n, p in net.named_parameters()}}
     for key in ("exp_avg", "exp_avg_sq", "step"):
-        state[key] = {n: optimizer.state[p][key].clone() for n, p in net.named_parameters()}
+        state[key] = {
+            n: optimizer.state[p][key].expand_as(p).clone() for n, p in net.named_parameters()
+        }
     return state
 
 
