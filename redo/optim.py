@@ -25,10 +25,9 @@ exponent (200 vs 520 us for a 128 x 1600 tensor, measured with ``torch.set_num_t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
-
-import math
 
 import torch
 from torch import Tensor
