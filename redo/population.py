@@ -103,24 +103,36 @@ def train_population(
     device: str | torch.device | None = None,
     progress: bool = False,
     seed: int | None = None,
+    run_folders: Sequence[str | Path] | None = None,
 ) -> PopulationResult:
     """Train one agent per config in lockstep and write one run folder per agent.
 
     Args:
         configs: one :class:`DQNConfig` per agent; only :data:`PER_AGENT_SETTINGS` may differ.
-        out_dir: the population's folder: agent i's run goes to ``out_dir/agent_<i>``, the
-            timing to ``out_dir/population.json``. Existing runs are never overwritten.
+        out_dir: the population's folder: agent i's run goes to ``out_dir/agent_<i>`` (unless
+            ``run_folders`` says otherwise), the timing to ``out_dir/population.json``.
+            Existing runs are never overwritten.
         device: where the networks and replay live; None uses the configs' ``device``.
             Another device replaces every config's ``device`` (the runs record the one used).
         progress: show a tqdm bar with the population's aggregate speed.
         seed: seeds the population's shared random streams (see the module docstring);
             None uses the first agent's seed.
+        run_folders: one run folder per agent, e.g. a sweep's ``<env>/<method>-rr<r>-s<seed>``
+            folders, so that where a run lies does not depend on which population trained it.
     """
     if device is not None:
         configs = [c.replace(device=str(torch.device(device))) for c in configs]
     check_population(configs)
     folder = Path(out_dir)
-    folders = [folder / agent_folder_name(i, len(configs)) for i in range(len(configs))]
+    if run_folders is None:
+        folders = [folder / agent_folder_name(i, len(configs)) for i in range(len(configs))]
+    elif len(run_folders) != len(configs):
+        raise ValueError(
+            f"run_folders has {len(run_folders)} folders for {len(configs)} configs: "
+            "give one run folder per agent"
+        )
+    else:
+        folders = [Path(f) for f in run_folders]
     taken = [str(f) for f in folders if any((f / name).exists() for name in RUN_FILES)]
     if taken or (folder / POPULATION_FILE).exists():
         raise FileExistsError(

@@ -46,7 +46,7 @@ from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 from redo.config import DQNConfig, LossName
 from redo.dormant import neuron_activity, scores_from_activity
 from redo.networks import q_network_for
-from redo.optim import adam_update_, widen_step
+from redo.optim import BetaPowers, adam_update_, widen_step
 from redo.population_replay import PopulationBatch
 from redo.recycle import STEP_CHOICES, InitName, StepMode, init_like, outgoing_mask
 from redo.structure import HiddenLayer, hidden_layers
@@ -137,6 +137,7 @@ class PopulationLearner:
         self.redo_step_mode: StepMode = redo_step_mode
         self.generator = generator
         self._loss_fn = _LOSSES[loss]
+        self._powers: dict[str, BetaPowers] = {}  # beta ** step per parameter, a cache
         # The template only describes the architecture: its own weights live on "meta".
         self._template = copy.deepcopy(networks[0]).to("meta")
         self.layers: list[HiddenLayer] = hidden_layers(self._template)
@@ -229,6 +230,8 @@ class PopulationLearner:
                     beta1=self.betas[0],
                     beta2=self.betas[1],
                     eps=self.adam_eps,
+                    # selected rows are copies, whose powers a cache could not follow
+                    powers=self._powers.setdefault(name, BetaPowers()) if index is None else None,
                 )
             if index is None:  # the stored tensors were updated in place
                 return UpdateStats(loss=loss, q_mean=q_mean)

@@ -6,7 +6,14 @@ import torch
 from conftest import conv_flatten_linear, inputs, mlp, reset_regions
 from torch import nn
 
-from redo.optim import ElementwiseAdam, _power, has_elementwise_step, widen_step
+from redo.optim import (
+    BetaPowers,
+    ElementwiseAdam,
+    _power,
+    adam_update_,
+    has_elementwise_step,
+    widen_step,
+)
 from redo.recycle import reset_neurons, reset_optimizer_entries
 
 #: Recycled neurons for conv_flatten_linear; layer "5" has none, so its own rows stay.
@@ -300,3 +307,30 @@ def test_elementwise_adam_skips_parameters_without_gradient_and_returns_closure_
     assert torch.equal(model[2].weight, frozen)
     assert model[2].weight not in optimizer.state
     assert (optimizer.state[model[0].weight]["step"] == 1).all()
+
+
+def test_cached_powers_equal_powers_from_the_counts_across_resets():
+    """BetaPowers multiplies by beta between updates; after anything else changed the counts
+    (a reset, here twice) it must recompute them, never use stale powers."""
+    torch.manual_seed(0)
+    param = torch.randn(4, 5)
+    cached, uncached = param.clone(), param.clone()
+    states = [{k: torch.zeros(4, 5) for k in ("exp_avg", "exp_avg_sq")} for _ in range(2)]
+    steps = [torch.zeros(1, 1), torch.zeros(1, 1)]
+    powers = BetaPowers()
+    for t in range(300):
+        if t in (50, 120):  # a reset of rows 1 and 3, as redo.recycle does it
+            for i in range(2):
+                steps[i] = widen_step(steps[i], param.shape)
+                steps[i][1::2] = 0
+                states[i]["exp_avg"][1::2] = 0
+                states[i]["exp_avg_sq"][1::2] = 0
+        grad = torch.randn(4, 5)
+        for i, (p, cache) in enumerate(((cached, powers), (uncached, None))):
+            adam_update_(
+                p, grad, states[i]["exp_avg"], states[i]["exp_avg_sq"], steps[i],
+                lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, powers=cache,
+            )  # fmt: skip
+        torch.testing.assert_close(cached, uncached, rtol=1e-5, atol=1e-6)
+    power1, _ = powers.advance(steps[0], 0.9, 0.999, current=True)
+    assert power1.min() >= 1e-30  # clamped: never a denormal number
