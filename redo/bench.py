@@ -85,6 +85,7 @@ from redo.reference_loop import (
 )
 from redo.replay import ReplayBuffer
 from redo.results import collect_provenance
+from redo.roofline import measure_roofline
 
 #: Log intervals in the measured window; one more before them is warm-up.
 INTERVALS = 4
@@ -285,6 +286,7 @@ class Report:
     date: str
     rows: list[dict[str, Any]] = field(default_factory=list)
     micro: list[dict[str, Any]] = field(default_factory=list)
+    roofline: list[dict[str, Any]] = field(default_factory=list)
     wall_time_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -297,6 +299,7 @@ class Report:
             "definitions": DEFINITIONS,
             "rows": self.rows,
             "micro": self.micro,
+            "roofline": self.roofline,
         }
 
 
@@ -322,6 +325,17 @@ def run_bench(settings: BenchSettings, log: Callable[[str], None] | None = None)
         for redo in (False, True):
             report.rows.extend(loop_rows(env_id, window, settings, redo, log))
         report.micro.extend(micro_rows(env_id, window, settings, log))
+        roofline = measure_roofline(
+            bench_config(env_id, window, settings, redo=False),
+            repeats=settings.repeats,
+            device=settings.device,
+        )
+        report.roofline.append(roofline.to_dict())
+        log(
+            f"{env_id:22s} roofline: {roofline.flops_per_update / 1e6:.0f} MFLOP per update, "
+            f"matmul {roofline.matmul_flops_per_s / 1e9:.1f} GFLOP/s, per-agent floor "
+            f"{roofline.per_agent_floor_s * 1e3:.2f} ms vs update {roofline.update_s * 1e3:.2f} ms"
+        )
     add_speedups(report.rows)
     report.wall_time_s = time.perf_counter() - start
     return report
@@ -683,8 +697,34 @@ def format_report(report: Report) -> str:
         "micro-benchmarks: median ms per agent; score pass and ReDo check (score + reset, "
         "tau=1) in gradient steps",
         _micro_table(report.micro),
+        "",
+        "roofline of one agent's update (see redo.roofline): FLOPs at the measured matmul "
+        "throughput, plus Adam's element-wise step; no population can go below this per agent",
+        _roofline_table(report.roofline),
     ]
     return "\n".join(lines)
+
+
+def roofline_frame(roofline: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The roofline rows with readable units: MFLOP, GFLOP/s and milliseconds."""
+    frame = pd.DataFrame(list(roofline))
+    if frame.empty:
+        return frame
+    return pd.DataFrame(
+        {
+            "env": frame["env_id"],
+            "MFLOP/update": (frame["flops_per_update"] / 1e6).round(1),
+            "matmul GFLOP/s": (frame["matmul_flops_per_s"] / 1e9).round(1),
+            "compute ms": (frame["compute_bound_s"] * 1e3).round(3),
+            "adam ms": (frame["adam_s"] * 1e3).round(3),
+            "floor ms": (frame["per_agent_floor_s"] * 1e3).round(3),
+            "update ms": (frame["update_s"] * 1e3).round(3),
+        }
+    )
+
+
+def _roofline_table(roofline: Sequence[Mapping[str, Any]]) -> str:
+    return roofline_frame(roofline).to_string(index=False)
 
 
 def _loop_table(rows: Sequence[Mapping[str, Any]]) -> str:

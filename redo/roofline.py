@@ -1,0 +1,133 @@
+"""A measured roofline for one DQN update: how fast could K agents' updates be on this device?
+
+A population makes K agents' updates one vectorised update. That saves what one update
+spends on per-operation overhead (Python, dispatch, kernel launches), which does not grow
+with K, but not its arithmetic, which does. On a GPU an eager MinAtar update is almost all
+overhead, so K agents cost little more than one; on a CPU the arithmetic is a large part of
+an update, and the gain of a population is bounded by it. :func:`measure_roofline` measures
+the pieces that bound it on the machine it runs on:
+
+* ``flops_per_update``: the floating-point operations of one agent's update (online forward
+  and backward, target forward), counted by :class:`torch.utils.flop_counter.FlopCounterMode`;
+* ``matmul_flops_per_s``: the device's measured dense matrix-multiply throughput, an upper
+  bound on how fast those FLOPs can run;
+* ``adam_s``: the measured time of one Adam step over one agent's parameters, the update's
+  element-wise, memory-bound part, which also grows with K;
+* ``update_s``: the measured time of one whole update of one agent.
+
+From them: ``compute_bound_s = flops / throughput`` and the time that grows with K per agent,
+``per_agent_floor_s = compute_bound_s + adam_s``. No population can update an agent in less,
+however large K; the rest of ``update_s`` is what vectorising can save.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from redo.config import DQNConfig
+from redo.dqn import td_update
+from redo.envs import make_env
+from redo.networks import q_network_for
+from redo.optim import ElementwiseAdam
+from redo.replay import ReplaySamples
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """The measured bounds of one agent's update (seconds, FLOPs); see the module docstring."""
+
+    env_id: str
+    device: str
+    threads: int
+    batch_size: int
+    parameters: int
+    flops_per_update: int
+    matmul_flops_per_s: float
+    update_s: float
+    adam_s: float
+
+    @property
+    def compute_bound_s(self) -> float:
+        return self.flops_per_update / self.matmul_flops_per_s
+
+    @property
+    def per_agent_floor_s(self) -> float:
+        return self.compute_bound_s + self.adam_s
+
+    def to_dict(self) -> dict[str, float | int | str]:
+        return asdict(self) | {
+            "compute_bound_s": self.compute_bound_s,
+            "per_agent_floor_s": self.per_agent_floor_s,
+        }
+
+
+def measure_roofline(
+    config: DQNConfig, repeats: int = 50, matmul_size: int = 512, device: str = "cpu"
+) -> Roofline:
+    """Measure :class:`Roofline` for ``config``'s network and batch size on ``device``."""
+    dev = torch.device(device)
+    env = make_env(config.env_id, seed=config.seed)
+    space, n_actions = env.observation_space, int(env.action_space.n)
+    space.seed(config.seed)
+    batch = ReplaySamples(
+        observations=np.stack([space.sample() for _ in range(config.batch_size)]),
+        actions=np.arange(config.batch_size) % n_actions,
+        rewards=np.ones(config.batch_size, dtype=np.float32),
+        next_observations=np.stack([space.sample() for _ in range(config.batch_size)]),
+        terminated=np.zeros(config.batch_size, dtype=bool),
+    )
+    env.close()
+    online = q_network_for(space.shape, n_actions).to(dev)
+    target = q_network_for(space.shape, n_actions).to(dev).requires_grad_(False)
+    optimizer = ElementwiseAdam(online.parameters(), lr=config.lr, eps=config.adam_eps)
+    loss_fn = F.smooth_l1_loss if config.loss == "huber" else F.mse_loss
+
+    def update() -> None:
+        td_update(online, target, optimizer, batch, config.gamma, loss_fn)
+
+    with FlopCounterMode(display=False) as counter:
+        update()
+    return Roofline(
+        env_id=config.env_id,
+        device=str(dev),
+        threads=torch.get_num_threads(),
+        batch_size=config.batch_size,
+        parameters=sum(p.numel() for p in online.parameters()),
+        flops_per_update=int(counter.get_total_flops()),
+        matmul_flops_per_s=matmul_throughput(matmul_size, repeats, dev),
+        update_s=median_seconds(update, repeats, dev),
+        adam_s=median_seconds(optimizer.step, repeats, dev),  # the gradients stay in place
+    )
+
+
+def matmul_throughput(size: int, repeats: int, device: torch.device) -> float:
+    """FLOP/s of a ``size`` x ``size`` float32 matrix product (2 size^3 FLOPs)."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    return 2 * size**3 / median_seconds(lambda: a @ b, repeats, device)
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    """Median wall time of ``fn`` over ``repeats`` calls after 3 warm-up calls."""
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeats):
+        _synchronize(device)
+        start = time.perf_counter()
+        fn()
+        _synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,32 @@
+"""The roofline's FLOP count against a hand count, and its derived bounds."""
+
+from __future__ import annotations
+
+import pytest
+
+from redo.config import DQNConfig
+from redo.roofline import measure_roofline
+
+
+def test_minatar_update_flops_match_a_hand_count():
+    """MinAtar Breakout (4 x 10 x 10 input, 3 actions), batch 32. Multiply-adds per sample:
+    conv 3x3, 4 -> 16 channels on an 8 x 8 output: 36,864; dense 1024 -> 128: 131,072;
+    dense 128 -> 3: 384. An update runs the online and the target forward (2 x), and the
+    backward: the dense layers' input and weight gradients (2 x each), the conv's weight
+    gradient only (its input needs none). 2 FLOPs per multiply-add."""
+    forward = 36_864 + 131_072 + 384
+    backward = 36_864 + 2 * 131_072 + 2 * 384
+    expected = 2 * 32 * (2 * forward + backward)
+    roofline = measure_roofline(DQNConfig.for_env("MinAtar/Breakout-v1"), repeats=2)
+    assert roofline.flops_per_update == expected == 40_730_624
+    assert roofline.parameters == 16 * 4 * 9 + 16 + 1024 * 128 + 128 + 128 * 3 + 3
+
+
+def test_floor_is_compute_bound_plus_adam():
+    roofline = measure_roofline(DQNConfig.for_env("CartPole-v1"), repeats=2)
+    assert roofline.compute_bound_s == pytest.approx(
+        roofline.flops_per_update / roofline.matmul_flops_per_s
+    )
+    assert roofline.per_agent_floor_s == pytest.approx(roofline.compute_bound_s + roofline.adam_s)
+    assert roofline.to_dict()["per_agent_floor_s"] == roofline.per_agent_floor_s
+    assert 0 < roofline.adam_s < roofline.update_s
