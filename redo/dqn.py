@@ -462,6 +462,12 @@ class LoopState:
         self.returns = []
         self.clock_start, self.clock_env_step = time.perf_counter(), self.env_step
 
+    def refill_before_learning(self, learning_starts: int) -> None:
+        """Learn again only after ``learning_starts`` new transitions, and count the replay
+        ratio from there: a resume without its replay buffer restarts with an empty one."""
+        self.updates_from_env_step = self.env_step + learning_starts
+        self.updates_from_grad_step = self.grad_step
+
     def last_return(self) -> float:
         return self.returns[-1] if self.returns else math.nan
 
@@ -524,8 +530,7 @@ def restore_checkpoint(
     if checkpoint["replay"] is not None:
         replay.load_state_dict(checkpoint["replay"])
     else:
-        state.updates_from_env_step = state.env_step + config.learning_starts
-        state.updates_from_grad_step = state.grad_step
+        state.refill_before_learning(config.learning_starts)
     return env, checkpoint["obs"]
 
 

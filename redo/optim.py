@@ -18,17 +18,19 @@ Without resets it computes what ``torch.optim.Adam`` computes (tested to float t
 **Cost.** Until the first reset every entry of a tensor has the same count, so ``step`` is
 stored compactly, shaped ``(1, ..., 1)``, and broadcasts: the update then costs what torch's
 own single-tensor Adam costs. The reset widens it to the parameter's shape
-(:func:`widen_step`). From then on :class:`BetaPowers` keeps ``beta ** t`` per entry by
-multiplying it by beta at each update, instead of recomputing the powers from the counts.
-(Recomputing costs two ``exp`` per entry per update: 2 x 200 us for a 128 x 1600 tensor on one
-CPU thread, against 520 us each for ``torch.pow`` with a tensor exponent, and ~20 us per
-multiply.)
+(:func:`widen_step`), and with it the two powers that the state also keeps,
+``beta1_power`` and ``beta2_power`` (``beta ** t`` per entry): each update multiplies them by
+beta instead of recomputing them from the counts, which would cost two ``exp`` per entry per
+update (2 x 200 us for a 128 x 1600 tensor on one CPU thread, against ~20 us per multiply).
+They are state, not a cache, so a checkpoint holds them and a resumed run computes exactly
+what an uninterrupted one does; a reset restarts them with the count
+(:func:`restart_clock_`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 import torch
@@ -46,23 +48,25 @@ def adam_update_(
     beta1: float,
     beta2: float,
     eps: float,
-    powers: BetaPowers | None = None,
+    powers: tuple[Tensor, Tensor] | None = None,
 ) -> None:
     """One Adam update in place, with ``step`` a tensor broadcastable to ``param``.
 
     The arithmetic follows ``torch.optim.Adam`` (single-tensor path) term by term so that a
     per-element step equal everywhere gives the same result. Shapes are free: the same call
     updates one network or a stacked population (``lr`` may then broadcast per agent).
-    ``powers``, if given, caches ``beta ** step`` between calls (see :class:`BetaPowers`).
+    ``powers``, if given, are ``(beta1 ** step, beta2 ** step)`` shaped like ``step``: they are
+    advanced in place by one multiply each instead of being recomputed from ``step``.
     """
-    current = powers is not None and powers.is_current(step)
     step.add_(1)
     exp_avg.lerp_(grad, 1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
     if powers is None:
         power1, power2 = _power(beta1, step), _power(beta2, step)
     else:
-        power1, power2 = powers.advance(step, beta1, beta2, current)
+        power1, power2 = powers
+        power1.mul_(beta1).clamp_min_(_TINY_POWER)
+        power2.mul_(beta2).clamp_min_(_TINY_POWER)
     bias_correction1 = 1 - power1
     bias_correction2_sqrt = (1 - power2).sqrt()
     step_size = lr / bias_correction1
@@ -70,42 +74,22 @@ def adam_update_(
     param.addcdiv_(exp_avg * step_size, denom, value=-1)
 
 
-#: Below this, ``1 - beta ** t`` is 1 in float32: cached powers stop shrinking here, so that
+#: Below this, ``1 - beta ** t`` is 1 in float32: kept powers stop shrinking here, so that
 #: they never become denormal numbers, whose arithmetic is ~100x slower on a CPU.
 _TINY_POWER = 1e-30
 
+#: Adam's per-entry clock: the step count and ``beta1 ** step``, ``beta2 ** step``, with the
+#: value each takes when an entry restarts.
+CLOCK_RESTART: dict[str, float] = {"step": 0.0, "beta1_power": 1.0, "beta2_power": 1.0}
 
-class BetaPowers:
-    """``beta1 ** step`` and ``beta2 ** step`` for one step tensor, kept by multiplying.
 
-    Once a reset has widened ``step`` to one count per entry, computing the powers from the
-    counts costs two ``exp`` over the whole tensor every update; multiplying the last powers
-    by beta costs two cheap multiplies. The cache follows the step tensor it was computed
-    from, by identity and by torch's in-place version counter: when anything else changed
-    the counts (a reset zeroing entries, a widened or loaded tensor), it recomputes them
-    from the counts once. So it needs no hook in the reset code and is never stale.
-    """
-
-    def __init__(self) -> None:
-        self._step: Tensor | None = None
-        self._version = -1
-        self._powers: tuple[Tensor, Tensor] | None = None
-
-    def is_current(self, step: Tensor) -> bool:
-        """Whether the cached powers belong to ``step`` as it is now (before the update)."""
-        return self._step is step and self._version == step._version
-
-    def advance(
-        self, step: Tensor, beta1: float, beta2: float, current: bool
-    ) -> tuple[Tensor, Tensor]:
-        """The powers for ``step`` just after the update incremented it."""
-        if current and self._powers is not None:
-            for power, beta in zip(self._powers, (beta1, beta2), strict=True):
-                power.mul_(beta).clamp_min_(_TINY_POWER)
-        else:
-            self._powers = (_power(beta1, step), _power(beta2, step))
-        self._step, self._version = step, step._version
-        return self._powers
+def restart_clock_(state: MutableMapping[str, Tensor], entries: Tensor) -> None:
+    """Restart the clock of ``entries``: widen each clock tensor of ``state`` to the entries'
+    shape (:func:`widen_step`) and set step 0 and the powers 1 there."""
+    for key, value in CLOCK_RESTART.items():
+        if key in state:
+            state[key] = widen_step(state[key], entries.shape)
+            state[key].masked_fill_(entries, value)
 
 
 def _power(base: float, exponent: Tensor) -> Tensor:
@@ -156,9 +140,6 @@ class ElementwiseAdam(torch.optim.Optimizer):
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
         super().__init__(params, defaults)
-        # A cache, not state: it is rebuilt from ``step`` after a load, so checkpoints and
-        # ``state_dict`` hold exactly torch's keys.
-        self._powers: dict[Tensor, BetaPowers] = {}
 
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
@@ -177,6 +158,8 @@ class ElementwiseAdam(torch.optim.Optimizer):
                 state = self.state[param]
                 if not state:
                     state["step"] = compact_step(param)
+                    state["beta1_power"] = torch.ones_like(state["step"])
+                    state["beta2_power"] = torch.ones_like(state["step"])
                     state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(
                         param, memory_format=torch.preserve_format
@@ -191,9 +174,17 @@ class ElementwiseAdam(torch.optim.Optimizer):
                     beta1=beta1,
                     beta2=beta2,
                     eps=group["eps"],
-                    powers=self._powers.setdefault(param, BetaPowers()),
+                    powers=_powers(state, beta1, beta2),
                 )
         return loss
+
+
+def _powers(state: dict[str, Tensor], beta1: float, beta2: float) -> tuple[Tensor, Tensor]:
+    """The state's kept powers, computed from ``step`` once for a state saved without them."""
+    if "beta1_power" not in state:
+        state["beta1_power"] = _power(beta1, state["step"])
+        state["beta2_power"] = _power(beta2, state["step"])
+    return state["beta1_power"], state["beta2_power"]
 
 
 def has_elementwise_step(optimizer: torch.optim.Optimizer) -> bool:

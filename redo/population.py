@@ -40,8 +40,18 @@ metrics hold the population's cumulative times (one update serves every agent), 
 ``sps`` is env steps per second per agent. On a GPU, launched work is timed where the host
 next waits for it (mostly when the greedy actions come back to the host, in ``act``).
 
-Checkpoints and resume are not supported for a population (the agents' folders hold no
-``checkpoint.pt``); train a single agent with :func:`redo.dqn.train` to resume.
+**Checkpoints and resume.** Every ``checkpoint_interval`` env steps and at the end, each
+agent's run folder gets a ``checkpoint.pt`` holding that agent's slice of the population
+(parameters, target parameters, Adam moments and step counts, replay storage, environment,
+observation, epsilon coin, loop counters and running sums) and a copy of what the agents share
+(the three streams' states, the env step, the population's times), so each folder is
+self-contained. ``train_population(..., resume=True)`` continues from them *exactly*, as
+:func:`redo.dqn.train` does, if every agent's checkpoint is at the same env step
+(:func:`check_resumable` lists what a resume needs): a population interrupted while writing
+them, some agents one checkpoint ahead, cannot resume. Without ``save_replay_in_checkpoint``
+the replay restarts empty, and every agent collects ``learning_starts`` new transitions
+before learning again (:mod:`redo.dqn` does the same). ``population.json`` is written when
+the population finishes, its times summed over the segments up to their last checkpoints.
 """
 
 from __future__ import annotations
@@ -70,12 +80,14 @@ from redo.dqn import (
     dormant_columns_from_scores,
     linear_epsilon,
     metrics_row,
+    restore_env,
+    snapshot_env,
     updates_due,
 )
 from redo.envs import make_env
 from redo.population_learner import POPULATION_INITS, PopulationLearner
 from redo.population_replay import PopulationReplay
-from redo.results import RUN_FILES, RunWriter, load_run
+from redo.results import CHECKPOINT_FILE, RUN_FILES, RunWriter, load_checkpoint, load_run
 
 #: Settings that may differ between the agents of a population.
 PER_AGENT_SETTINGS: tuple[str, ...] = ("seed", "redo", "tau", "lr", "replay_ratio")
@@ -104,6 +116,7 @@ def train_population(
     progress: bool = False,
     seed: int | None = None,
     run_folders: Sequence[str | Path] | None = None,
+    resume: bool = False,
 ) -> PopulationResult:
     """Train one agent per config in lockstep and write one run folder per agent.
 
@@ -119,33 +132,28 @@ def train_population(
             None uses the first agent's seed.
         run_folders: one run folder per agent, e.g. a sweep's ``<env>/<method>-rr<r>-s<seed>``
             folders, so that where a run lies does not depend on which population trained it.
+        resume: continue the interrupted population in these folders from its agents'
+            checkpoints (:func:`check_resumable` says why one cannot), with the configs, agent
+            order and ``run_folders`` it was started with.
     """
     if device is not None:
         configs = [c.replace(device=str(torch.device(device))) for c in configs]
     check_population(configs)
     folder = Path(out_dir)
-    if run_folders is None:
-        folders = [folder / agent_folder_name(i, len(configs)) for i in range(len(configs))]
-    elif len(run_folders) != len(configs):
-        raise ValueError(
-            f"run_folders has {len(run_folders)} folders for {len(configs)} configs: "
-            "give one run folder per agent"
-        )
+    folders = _agent_folders(folder, len(configs), run_folders)
+    if resume:
+        check_resumable(folder, folders, configs)
     else:
-        folders = [Path(f) for f in run_folders]
-    taken = [str(f) for f in folders if any((f / name).exists() for name in RUN_FILES)]
-    if taken or (folder / POPULATION_FILE).exists():
-        raise FileExistsError(
-            f"{folder} already holds a population ({taken or POPULATION_FILE}): choose another "
-            "out_dir; runs are never overwritten"
-        )
+        _check_new(folder, folders)
     with contextlib.ExitStack() as stack:
         writers = [
-            stack.enter_context(RunWriter(f, c.to_dict(), device=c.device))
+            stack.enter_context(RunWriter(f, c.to_dict(), device=c.device, resume=resume))
             for f, c in zip(folders, configs, strict=True)
         ]
         envs = stack.enter_context(contextlib.closing(make_vector_env(configs)))
         loop = Lockstep(configs, envs, writers, configs[0].seed if seed is None else seed)
+        if resume:
+            loop.restore([w.checkpoint for w in writers])
         loop.run(progress)
     timing = loop.timing()
     (folder / POPULATION_FILE).write_text(json.dumps(timing, indent=2) + "\n", encoding="utf-8")
@@ -155,6 +163,96 @@ def train_population(
         for f, c, r in zip(folders, configs, runs, strict=True)
     )
     return PopulationResult(folder=folder, agents=agents, timing=timing)
+
+
+def _agent_folders(
+    folder: Path, agents: int, run_folders: Sequence[str | Path] | None
+) -> list[Path]:
+    """``run_folders``, or ``folder/agent_<i>``."""
+    if run_folders is None:
+        return [folder / agent_folder_name(i, agents) for i in range(agents)]
+    if len(run_folders) != agents:
+        raise ValueError(
+            f"run_folders has {len(run_folders)} folders for {agents} configs: "
+            "give one run folder per agent"
+        )
+    return [Path(f) for f in run_folders]
+
+
+def _check_new(folder: Path, folders: Sequence[Path]) -> None:
+    """Refuse to start a population over any run or population record."""
+    taken = [str(f) for f in folders if any((f / name).exists() for name in RUN_FILES)]
+    if taken or (folder / POPULATION_FILE).exists():
+        raise FileExistsError(
+            f"{folder} already holds a population ({taken or POPULATION_FILE}): choose another "
+            "out_dir, or pass resume=True to continue an interrupted one; runs are never "
+            "overwritten"
+        )
+
+
+def check_resumable(folder: Path, folders: Sequence[Path], configs: Sequence[DQNConfig]) -> None:
+    """Raise unless ``folders`` hold the unfinished runs of one population with ``configs``,
+    in its agent order, each with a checkpoint, all at one env step.
+
+    Every check comes before any run is opened, because opening one to resume it already
+    changes it (it drops the rows logged after its checkpoint and starts a new segment): a
+    population that cannot resume is left as it was.
+    """
+    if (folder / POPULATION_FILE).exists():
+        raise FileExistsError(
+            f"{folder} holds a finished population ({POPULATION_FILE}): nothing to resume, "
+            "and finished runs are never overwritten"
+        )
+    missing = [str(f) for f in folders if not (f / CHECKPOINT_FILE).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"cannot resume the population: {missing} hold no {CHECKPOINT_FILE} (a population "
+            "interrupted before its first checkpoint starts again, in new folders)"
+        )
+    runs = [load_run(f) for f in folders]
+    finished = [str(r.folder) for r in runs if r.record["status"] == "finished"]
+    if finished:
+        raise FileExistsError(
+            f"cannot resume the population: {finished} hold finished runs, which are never "
+            "overwritten"
+        )
+    differing = {
+        str(r.folder): sorted(k for k, v in c.to_dict().items() if r.config.get(k) != v)
+        for r, c in zip(runs, configs, strict=True)
+    }
+    differing = {f: keys for f, keys in differing.items() if keys}
+    if differing:
+        raise ValueError(
+            f"cannot resume the population: the configs differ from those stored in {differing}; "
+            "resume it with the configs it was started with"
+        )
+    _check_checkpoints(folders)
+
+
+def _check_checkpoints(folders: Sequence[Path]) -> None:
+    """The agents' checkpoints must come from one population, in this order, at one step."""
+    marks = {}
+    for f in folders:  # one at a time: a checkpoint may hold a large replay slice
+        checkpoint = load_checkpoint(f)
+        marks[str(f)] = (checkpoint.get("agent"), checkpoint.get("agents"), checkpoint["env_step"])
+    misplaced = {
+        f: f"agent {agent} of {agents}"
+        for i, (f, (agent, agents, _)) in enumerate(marks.items())
+        if (agent, agents) != (i, len(folders))
+    }
+    if misplaced:
+        raise ValueError(
+            f"cannot resume the population: {misplaced} were not checkpointed as these agents "
+            f"of a population of {len(folders)}; give the configs and run_folders in the "
+            "order and number the population was started with"
+        )
+    steps = {f: step for f, (_, _, step) in marks.items()}
+    if len(set(steps.values())) > 1:
+        raise ValueError(
+            f"cannot resume the population: its agents' checkpoints are at different env "
+            f"steps {steps} (it was interrupted while writing them); train it again in new "
+            "folders"
+        )
 
 
 def check_population(configs: Sequence[DQNConfig]) -> None:
@@ -253,26 +351,96 @@ class Lockstep:
         self.q_sum = torch.zeros(self.agents, device=self.device)
         self.seconds = dict.fromkeys(TIME_PARTS, 0.0)
         self.wall_time_s = 0.0
+        #: the env step every agent has made
+        self.env_step = 0
+        #: the observations a restored population continues from (None: reset the envs)
+        self.obs: np.ndarray | None = None
 
     def run(self, progress: bool = False) -> None:
-        """Train every agent for ``total_steps`` env steps."""
-        start = time.perf_counter()
-        bar = tqdm(total=self.config.total_steps, disable=not progress, unit="step")
-        obs, _ = self.envs.reset()
-        for env_step in range(1, self.config.total_steps + 1):
+        """Train every agent up to ``total_steps`` env steps (from a restored step, if any),
+        checkpointing as :func:`redo.dqn.dqn_loop` does."""
+        start, earlier_s, first = time.perf_counter(), self.wall_time_s, self.env_step
+        total = self.config.total_steps
+        bar = tqdm(total=total, initial=first, disable=not progress, unit="step")
+        obs = self.envs.reset()[0] if self.obs is None else self.obs
+        for env_step in range(first + 1, total + 1):
             with self._timed("act"):
                 actions, epsilons = self.act(obs, env_step)
             obs = self.step_envs(obs, actions, env_step)
-            if env_step > self.config.learning_starts:
+            self.env_step = env_step
+            # learning_starts and a resume's refill are the same for every agent
+            if env_step > self.states[0].updates_from_env_step:
                 self.learn(env_step, epsilons)
                 if env_step % self.config.target_update_period == 0:
                     self.learner.sync_target()
             bar.update()
+            elapsed = time.perf_counter() - start
             if progress and env_step % 1000 == 0:
-                elapsed = time.perf_counter() - start
-                bar.set_postfix(sps=f"{self.agents * env_step / elapsed:.0f}", refresh=False)
+                sps = self.agents * (env_step - first) / elapsed
+                bar.set_postfix(sps=f"{sps:.0f}", refresh=False)
+            if env_step % self.config.checkpoint_interval == 0 or env_step == total:
+                self.wall_time_s = earlier_s + elapsed
+                self.save_checkpoints(obs)
         bar.close()
-        self.wall_time_s = time.perf_counter() - start
+        self.wall_time_s = earlier_s + time.perf_counter() - start
+
+    def save_checkpoints(self, obs: np.ndarray) -> None:
+        """Write every agent's checkpoint into its run folder (see the module docstring);
+        ``obs`` are the current observations."""
+        shared = self._shared_state()
+        loss_sum, q_sum = self.loss_sum.tolist(), self.q_sum.tolist()
+        for i, writer in enumerate(self.writers):
+            self.states[i].env_step = self.env_step  # where a resume's refill counts from
+            keep_replay = self.config.save_replay_in_checkpoint
+            writer.save_checkpoint(
+                shared
+                | {
+                    "agent": i,
+                    "loop": self.states[i].state_dict(),
+                    "learner": self.learner.agent_state_dict(i),
+                    "replay": self.replay.agent_state_dict(i) if keep_replay else None,
+                    "explore": self.explore[i].bit_generator.state,
+                    "env": snapshot_env(self.envs.envs[i]),
+                    "obs": obs[i],
+                    "loss_sum": loss_sum[i],
+                    "q_sum": q_sum[i],
+                }
+            )
+
+    def restore(self, checkpoints: Sequence[Mapping[str, Any]]) -> None:
+        """Continue from :meth:`save_checkpoints`' checkpoints, one per agent in agent order,
+        all taken at one env step (:func:`check_resumable`)."""
+        for i, checkpoint in enumerate(checkpoints):
+            self._restore_agent(i, checkpoint)
+        shared = checkpoints[0]
+        for generator, state in zip(self._generators(), shared["generators"], strict=True):
+            generator.set_state(state)
+        self.seconds = dict(shared["seconds"])
+        self.wall_time_s = shared["wall_time_s"]
+        self.env_step = shared["env_step"]
+        self.obs = np.stack([c["obs"] for c in checkpoints])
+
+    def _shared_state(self) -> dict[str, Any]:
+        """What every agent's checkpoint holds a copy of."""
+        return {
+            "env_step": self.env_step,
+            "agents": self.agents,
+            "generators": [g.get_state() for g in self._generators()],
+            "seconds": dict(self.seconds),
+            "wall_time_s": self.wall_time_s,
+        }
+
+    def _restore_agent(self, i: int, checkpoint: Mapping[str, Any]) -> None:
+        self.learner.load_agent_state_dict(i, checkpoint["learner"])
+        self.states[i].load_state_dict(checkpoint["loop"])
+        if checkpoint["replay"] is not None:
+            self.replay.load_agent_state_dict(i, checkpoint["replay"])
+        else:
+            self.states[i].refill_before_learning(self.configs[i].learning_starts)
+        self.explore[i].bit_generator.state = checkpoint["explore"]
+        self.envs.envs[i] = restore_env(checkpoint["env"], self.envs.envs[i])
+        self.loss_sum[i] = checkpoint["loss_sum"]
+        self.q_sum[i] = checkpoint["q_sum"]
 
     def act(self, obs: np.ndarray, env_step: int) -> tuple[np.ndarray, list[float]]:
         """Epsilon-greedy actions of every agent, drawn as the single loop draws them."""
@@ -391,6 +559,9 @@ class Lockstep:
             self.writers[i].log_episode(env_step, episode_return, int(episode["l"][i]))
             self.states[i].returns.append(episode_return)
 
+    def _generators(self) -> tuple[torch.Generator, ...]:
+        return (self.replay_rng, self.redo_rng, self.log_rng)
+
     @contextlib.contextmanager
     def _timed(self, part: str) -> Iterator[None]:
         tic = time.perf_counter()
@@ -418,6 +589,7 @@ __all__ = [
     "PopulationResult",
     "agent_folder_name",
     "check_population",
+    "check_resumable",
     "make_vector_env",
     "train_population",
 ]

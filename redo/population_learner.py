@@ -46,7 +46,7 @@ from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 from redo.config import DQNConfig, LossName
 from redo.dormant import neuron_activity, scores_from_activity
 from redo.networks import q_network_for
-from redo.optim import BetaPowers, adam_update_, widen_step
+from redo.optim import CLOCK_RESTART, adam_update_, restart_clock_, widen_step
 from redo.population_replay import PopulationBatch
 from redo.recycle import STEP_CHOICES, InitName, StepMode, init_like, outgoing_mask
 from redo.structure import HiddenLayer, hidden_layers
@@ -55,6 +55,9 @@ Params = dict[str, Tensor]
 T = TypeVar("T", Tensor, Params)
 
 _LOSSES = {"huber": F.smooth_l1_loss, "mse": F.mse_loss}
+
+#: The per-agent state of a checkpoint: attributes holding one tensor per parameter.
+_AGENT_STATE: tuple[str, ...] = ("params", "target_params", "exp_avg", "exp_avg_sq", *CLOCK_RESTART)
 
 #: Inits that :func:`redo.recycle.init_like` can draw under ``vmap`` (one draw per agent).
 #: ``lecun_normal`` cannot: torch's truncated normal rejects samples in a data-dependent loop.
@@ -123,11 +126,15 @@ class PopulationLearner:
         self.target_params: Params = {name: p.clone() for name, p in self.params.items()}
         self.exp_avg: Params = {name: torch.zeros_like(p) for name, p in self.params.items()}
         self.exp_avg_sq: Params = {name: torch.zeros_like(p) for name, p in self.params.items()}
-        #: Adam's step counts: (K, 1, ...) until a reset makes them differ within an agent
-        self.step: Params = {
-            name: p.new_zeros((self.agents,) + (1,) * (p.dim() - 1))
-            for name, p in self.params.items()
-        }
+        #: Adam's clock: step counts and the powers beta1 ** step and beta2 ** step (see
+        #: :mod:`redo.optim`), shaped (K, 1, ...) until a reset makes them differ within an agent
+        self.step, self.beta1_power, self.beta2_power = (
+            {
+                name: p.new_full((self.agents,) + (1,) * (p.dim() - 1), value)
+                for name, p in self.params.items()
+            }
+            for value in CLOCK_RESTART.values()
+        )
         self.device = next(iter(self.params.values())).device
         self.lr = torch.tensor(lr, dtype=torch.float32, device=self.device)
         self.tau = torch.tensor(tau, dtype=torch.float32, device=self.device)
@@ -137,7 +144,6 @@ class PopulationLearner:
         self.redo_step_mode: StepMode = redo_step_mode
         self.generator = generator
         self._loss_fn = _LOSSES[loss]
-        self._powers: dict[str, BetaPowers] = {}  # beta ** step per parameter, a cache
         # The template only describes the architecture: its own weights live on "meta".
         self._template = copy.deepcopy(networks[0]).to("meta")
         self.layers: list[HiddenLayer] = hidden_layers(self._template)
@@ -208,8 +214,12 @@ class PopulationLearner:
             )
             not_done = 1.0 - select(batch.terminated).to(torch.float32)
             td_target = select(batch.rewards) + self.gamma * not_done * next_q.max(dim=-1).values
-        stored = (self.params, self.exp_avg, self.exp_avg_sq, self.step)
-        params, exp_avg, exp_avg_sq, step = (select(tensors) for tensors in stored)
+        stored = (
+            self.params, self.exp_avg, self.exp_avg_sq, self.step, self.beta1_power,
+            self.beta2_power,
+        )  # fmt: skip
+        selected = tuple(select(tensors) for tensors in stored)
+        params, exp_avg, exp_avg_sq, step, beta1_power, beta2_power = selected
         grads, (loss, q_mean) = self._grad(
             params,
             select(self.buffers),
@@ -230,12 +240,11 @@ class PopulationLearner:
                     beta1=self.betas[0],
                     beta2=self.betas[1],
                     eps=self.adam_eps,
-                    # selected rows are copies, whose powers a cache could not follow
-                    powers=self._powers.setdefault(name, BetaPowers()) if index is None else None,
+                    powers=(beta1_power[name], beta2_power[name]),
                 )
             if index is None:  # the stored tensors were updated in place
                 return UpdateStats(loss=loss, q_mean=q_mean)
-            for full, part in zip(stored, (params, exp_avg, exp_avg_sq, step), strict=True):
+            for full, part in zip(stored, selected, strict=True):
                 for name, tensor in part.items():
                     full[name].index_copy_(0, index, tensor)
             return UpdateStats(
@@ -309,8 +318,32 @@ class PopulationLearner:
                 self._clear_adam(name, entry_mask)
             recycled_any |= mask.any(dim=1)
         if self.redo_step_mode == "zero_all":
-            for step in self.step.values():
-                step.masked_fill_(_broadcast_rows(recycled_any, step), 0.0)
+            for key, value in CLOCK_RESTART.items():
+                for clock in getattr(self, key).values():
+                    clock.masked_fill_(_broadcast_rows(recycled_any, clock), value)
+
+    # --- checkpoints ------------------------------------------------------------------------
+
+    def agent_state_dict(self, agent: int) -> dict[str, Params]:
+        """Agent ``agent``'s parameters, target parameters and Adam state, as CPU copies (a
+        saved view would carry the whole population's storage). Step counts keep the shape
+        of the agent's slice: compact ``(1, ...)`` until a reset widened them."""
+        return {
+            key: {name: t[agent].to("cpu", copy=True) for name, t in getattr(self, key).items()}
+            for key in _AGENT_STATE
+        }
+
+    @torch.no_grad()
+    def load_agent_state_dict(self, agent: int, state: Mapping[str, Params]) -> None:
+        """Write an :meth:`agent_state_dict` into agent ``agent``'s slices. Widened step
+        counts widen the population's, as the reset that widened them did, so a population
+        restored from its agents' checkpoints has the shapes (and so the arithmetic) it had."""
+        for key in _AGENT_STATE:
+            stored = getattr(self, key)
+            for name, tensor in state[key].items():
+                if tensor.shape != stored[name].shape[1:]:
+                    stored[name] = widen_step(stored[name], self.params[name].shape)
+                stored[name][agent].copy_(tensor)
 
     # --- inspection -------------------------------------------------------------------------
 
@@ -373,8 +406,10 @@ class PopulationLearner:
         self.exp_avg[name].masked_fill_(entries, 0.0)
         self.exp_avg_sq[name].masked_fill_(entries, 0.0)
         if self.redo_step_mode in ("auto", "elementwise"):
-            self.step[name] = widen_step(self.step[name], entries.shape)
-            self.step[name].masked_fill_(entries, 0.0)
+            clock = {key: getattr(self, key)[name] for key in CLOCK_RESTART}
+            restart_clock_(clock, entries)
+            for key, tensor in clock.items():
+                getattr(self, key)[name] = tensor
 
 
 def _select(tensors: T, index: Tensor | None) -> T:

@@ -30,11 +30,15 @@ is of order ``p**candidates``.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
+
+#: The storage tensors with one row per agent and one column per slot.
+_AGENT_FIELDS: tuple[str, ...] = ("observations", "actions", "rewards", "terminated", "unusable")
 
 #: Slots drawn per sample to find a usable one (see the module docstring).
 CANDIDATES = 4
@@ -157,6 +161,25 @@ class PopulationReplay:
         first_usable = usable.to(torch.uint8).argmax(dim=-1, keepdim=True)
         idx = draws.gather(-1, first_usable).squeeze(-1)
         return torch.where(usable.any(dim=-1), idx, self.newest_usable.unsqueeze(1))
+
+    def agent_state_dict(self, agent: int) -> dict[str, Any]:
+        """Agent ``agent``'s transitions for a checkpoint: CPU copies of its filled slots only
+        (as :meth:`redo.replay.ReplayBuffer.state_dict` keeps them), and the write position,
+        which every agent shares."""
+        used = self.capacity if self.full else self.pos + 1
+        slots = {
+            name: getattr(self, name)[agent, :used].to("cpu", copy=True) for name in _AGENT_FIELDS
+        }
+        newest = int(self.newest_usable[agent])
+        return {"pos": self.pos, "full": self.full, "newest_usable": newest, **slots}
+
+    def load_agent_state_dict(self, agent: int, state: Mapping[str, Any]) -> None:
+        """Write an :meth:`agent_state_dict` into agent ``agent``'s storage; slots past the
+        saved ones are never sampled before they are written again."""
+        for name in _AGENT_FIELDS:
+            getattr(self, name)[agent, : len(state[name])].copy_(state[name])
+        self.newest_usable[agent] = state["newest_usable"]
+        self.pos, self.full = state["pos"], state["full"]
 
     def _gather(self, storage: Tensor, idx: Tensor) -> Tensor:
         """``storage[k, idx[k, j]]`` for every agent k, as one flat index_select."""

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from redo.dormant import dormant_masks, dormant_scores
-from redo.optim import has_elementwise_step, widen_step
+from redo.optim import CLOCK_RESTART, has_elementwise_step, restart_clock_
 from redo.structure import HiddenLayer, WeightLayer, hidden_layers
 
 InitName = Literal["default", "xavier_uniform", "lecun_normal", "kaiming_uniform"]
@@ -234,18 +234,19 @@ def _clear_state(
         if key in state and state[key] is not None and state[key].shape == param.shape:
             state[key].masked_fill_(entries, 0.0)
     if step_mode == "elementwise":
-        state["step"] = widen_step(state["step"], entries.shape)
-        state["step"].masked_fill_(entries, 0.0)
+        restart_clock_(state, entries)
 
 
 def _zero_all_steps(optimizer: torch.optim.Optimizer) -> None:
+    """Restart every step count (and, for ElementwiseAdam, the powers kept with it)."""
     for state in optimizer.state.values():
-        if "step" in state:
-            step = state["step"]
-            if isinstance(step, Tensor):
-                step.zero_()
+        for key, value in CLOCK_RESTART.items():
+            if key not in state:
+                continue
+            if isinstance(state[key], Tensor):
+                state[key].fill_(value)
             else:
-                state["step"] = 0
+                state[key] = type(state[key])(value)
 
 
 def _resolve_step_mode(optimizer: torch.optim.Optimizer, step_mode: StepMode) -> StepMode:

@@ -7,11 +7,11 @@ from conftest import conv_flatten_linear, inputs, mlp, reset_regions
 from torch import nn
 
 from redo.optim import (
-    BetaPowers,
     ElementwiseAdam,
     _power,
     adam_update_,
     has_elementwise_step,
+    restart_clock_,
     widen_step,
 )
 from redo.recycle import reset_neurons, reset_optimizer_entries
@@ -309,28 +309,41 @@ def test_elementwise_adam_skips_parameters_without_gradient_and_returns_closure_
     assert (optimizer.state[model[0].weight]["step"] == 1).all()
 
 
-def test_cached_powers_equal_powers_from_the_counts_across_resets():
-    """BetaPowers multiplies by beta between updates; after anything else changed the counts
-    (a reset, here twice) it must recompute them, never use stale powers."""
+def test_kept_powers_equal_powers_from_the_counts_across_resets():
+    """The powers kept in the state, advanced by multiplying and restarted with the counts at
+    a reset, give the updates that powers recomputed from the counts give."""
     torch.manual_seed(0)
     param = torch.randn(4, 5)
-    cached, uncached = param.clone(), param.clone()
-    states = [{k: torch.zeros(4, 5) for k in ("exp_avg", "exp_avg_sq")} for _ in range(2)]
-    steps = [torch.zeros(1, 1), torch.zeros(1, 1)]
-    powers = BetaPowers()
+    kept, recomputed = param.clone(), param.clone()
+    states = [
+        {"exp_avg": torch.zeros(4, 5), "exp_avg_sq": torch.zeros(4, 5), "step": torch.zeros(1, 1)}
+        for _ in range(2)
+    ]
+    states[0] |= {"beta1_power": torch.ones(1, 1), "beta2_power": torch.ones(1, 1)}
+    rows = torch.zeros(4, 5, dtype=torch.bool)
+    rows[1::2] = True
     for t in range(300):
         if t in (50, 120):  # a reset of rows 1 and 3, as redo.recycle does it
-            for i in range(2):
-                steps[i] = widen_step(steps[i], param.shape)
-                steps[i][1::2] = 0
-                states[i]["exp_avg"][1::2] = 0
-                states[i]["exp_avg_sq"][1::2] = 0
+            for state in states:
+                restart_clock_(state, rows)
+                state["exp_avg"][rows] = 0
+                state["exp_avg_sq"][rows] = 0
         grad = torch.randn(4, 5)
-        for i, (p, cache) in enumerate(((cached, powers), (uncached, None))):
+        for p, state in ((kept, states[0]), (recomputed, states[1])):
+            powers = (
+                (state["beta1_power"], state["beta2_power"]) if "beta1_power" in state else None
+            )
             adam_update_(
-                p, grad, states[i]["exp_avg"], states[i]["exp_avg_sq"], steps[i],
-                lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, powers=cache,
+                p, grad, state["exp_avg"], state["exp_avg_sq"], state["step"],
+                lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, powers=powers,
             )  # fmt: skip
-        torch.testing.assert_close(cached, uncached, rtol=1e-5, atol=1e-6)
-    power1, _ = powers.advance(steps[0], 0.9, 0.999, current=True)
-    assert power1.min() >= 1e-30  # clamped: never a denormal number
+        torch.testing.assert_close(kept, recomputed, rtol=1e-5, atol=1e-6)
+    assert states[0]["step"].shape == (4, 5) and (states[0]["step"][rows] == 180).all()
+    assert states[0]["beta1_power"].min() >= 1e-30  # clamped: never a denormal number
+
+
+def test_elementwise_adam_keeps_powers_in_its_state_dict():
+    _, optimizer = trained("ElementwiseAdam")  # 5 steps
+    state = optimizer.state_dict()["state"][0]
+    torch.testing.assert_close(state["beta1_power"], torch.full_like(state["step"], 0.9**5))
+    torch.testing.assert_close(state["beta2_power"], torch.full_like(state["step"], 0.999**5))
