@@ -5,6 +5,10 @@ default of the environment's family (:data:`redo.config.FAMILY_DEFAULTS`), which
 lists. Bad values end the program with exit status 2 and one line naming the option and what
 is allowed: the checks are the config's own, so the command line and the Python API accept
 exactly the same settings.
+
+``python -m redo sweep --envs CartPole-v1 --out runs/sweep`` trains a grid of runs as
+populations (:mod:`redo.sweep`), here or on a Ray cluster; run again, it skips the finished
+runs and resumes the interrupted populations. ``python -m redo bench`` times the loops.
 """
 
 from __future__ import annotations
@@ -13,15 +17,19 @@ import argparse
 import dataclasses
 import math
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from redo.bench import add_bench_arguments, bench_epilog, run_bench_command
 from redo.config import FAMILY_DEFAULTS, LOSS_CHOICES, ConfigError, DQNConfig, OfTotal
 from redo.envs import describe_supported
 from redo.recycle import BIAS_CHOICES, INIT_CHOICES, STEP_CHOICES
 from redo.results import CHECKPOINT_FILE, RUN_FILES
+from redo.sweep import AXES, METHODS, Grid, PopulationJob, SweepError, plan, run_folder, run_sweep
 
 #: DQNConfig field -> (option, help). Options differ from field names only where a shorter
 #: name reads better on a command line.
@@ -87,9 +95,28 @@ _CHOICES = {
 }
 
 
+#: Grid axis (:class:`redo.sweep.Grid`) -> (option, type of a value, metavar, help) of
+#: ``python -m redo sweep``.
+SWEEP_AXES: dict[str, tuple[str, type, str, str]] = {
+    "envs": ("--envs", str, "ID", "environment ids"),
+    "methods": ("--methods", str, "METHOD", "dqn (without ReDo), redo (with ReDo), or both"),
+    "replay_ratios": ("--replay-ratios", float, "X", "gradient steps per environment step"),
+    "taus": ("--taus", float, "X", "dormancy thresholds of ReDo's reset"),
+    "seeds": ("--seeds", int, "N", "random seeds"),
+}
+
+#: DQNConfig settings that ``sweep`` sets through an option of their own, not ``--set``.
+_SWEEP_OWN_OPTIONS = {
+    **{setting: SWEEP_AXES[axis][0] for axis, setting in AXES.items()},
+    "total_steps": "--steps",
+    "device": "--device",
+}
+
+_TRUE, _FALSE = ("true", "on", "yes", "1"), ("false", "off", "no", "0")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``redo`` command with its subcommands (``train`` and ``bench``; ``sweep`` will sit
-    beside them)."""
+    """The ``redo`` command with its subcommands ``train``, ``sweep`` and ``bench``."""
     parser = argparse.ArgumentParser(
         prog="python -m redo", description="ReDo: dormant neurons in deep RL, reproduced."
     )
@@ -119,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
         train.add_argument(option, **kwargs)
     train.add_argument(
         "--out", default="runs", help="root folder of runs; the run goes to "
-        "OUT/<env>/<redo|dqn>-rr<replay ratio>-s<seed> (default: runs)",
+        "OUT/<env>/<redo|dqn>-rr<replay ratio>-s<seed>, with -tau<tau> before -s when --tau "
+        "is not the paper's (default: runs)",
     )  # fmt: skip
     train.add_argument(
         "--resume", action="store_true", help="continue the run in that folder from its checkpoint"
@@ -130,6 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="show a progress bar (default: on when stderr is a terminal)",
     )
+    sweep = commands.add_parser(
+        "sweep",
+        help="train a grid of runs as populations, here or on a Ray cluster",
+        usage="%(prog)s --envs ID [ID ...] --out DIR [options]",
+        description="Train every combination of --envs, --methods, --replay-ratios, --taus "
+        "and --seeds, as populations of at most --max-population agents, one run folder each:"
+        " OUT/<env>/<method>-rr<replay ratio>-s<seed> (with -tau<tau> before -s when tau is "
+        "not the paper's). Run again, a sweep skips the finished runs, resumes the "
+        "interrupted populations and trains the rest.",
+    )
+    add_sweep_arguments(sweep)
     bench = commands.add_parser(
         "bench",
         help="time our loops next to the reference loop structure",
@@ -143,11 +182,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_folder(out: str | Path, config: DQNConfig) -> Path:
-    """``OUT/<env id>/<redo|dqn>-rr<replay ratio>-s<seed>``, e.g. ``runs/MinAtar/Breakout-v1/
-    redo-rr1-s0``: the grid's axes are in the path, so runs never collide."""
-    method = "redo" if config.redo else "dqn"
-    return Path(out) / config.env_id / f"{method}-rr{config.replay_ratio:g}-s{config.seed}"
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m redo sweep``: the grid's axes, then how to run it."""
+    defaults = {f.name: f.default for f in dataclasses.fields(Grid)}
+    for axis, (option, kind, metavar, text) in SWEEP_AXES.items():
+        kwargs: dict[str, Any] = {"dest": axis, "nargs": "+", "type": kind, "metavar": metavar}
+        if axis == "envs":
+            kwargs |= {"required": True, "help": f"{text}: {describe_supported()}"}
+        elif axis == "taus":
+            kwargs["help"] = f"{text} (default: the paper's, 0.025 at replay ratio 0.25, else 0.1)"
+        else:
+            shown = " ".join(_show(v) for v in defaults[axis])
+            kwargs |= {"default": list(defaults[axis]), "help": f"{text} (default: {shown})"}
+        if axis == "methods":
+            kwargs["choices"] = list(METHODS)
+            del kwargs["metavar"]
+        parser.add_argument(option, **kwargs)
+    options: list[tuple[str, dict[str, Any]]] = [
+        ("--steps", {"dest": "total_steps", "type": int, "metavar": "N", "help": "environment steps per run (default: family default, see python -m redo train --help)"}),
+        ("--set", {"dest": "settings", "action": "append", "default": [], "type": _setting, "metavar": "NAME=VALUE", "help": "any other DQNConfig setting for every run, e.g. --set log_interval=500 --set redo_step_mode=keep; repeat for more (names: the options of python -m redo train, with _ for -)"}),
+        ("--out", {"required": True, "metavar": "DIR", "help": "root folder of the sweep's runs and of its populations (OUT/populations)"}),
+        ("--max-population", {"type": _positive_int, "default": 32, "metavar": "K", "help": "most agents trained together in one population (default: 32)"}),
+        ("--device", {"help": "torch device the populations train on, e.g. cpu or cuda (default: cpu)"}),
+        ("--ray-address", {"metavar": "ADDR", "help": "run each population as a Ray task: 'local' starts Ray on this machine, 'auto' or HOST:PORT joins a cluster (default: one population after another, in this process)"}),
+        ("--cpus-per-population", {"type": _non_negative, "default": 1.0, "metavar": "X", "help": "CPUs a population's Ray task asks for (default: 1)"}),
+        ("--gpus-per-population", {"type": _non_negative, "default": 0.0, "metavar": "X", "help": "GPUs a population's Ray task asks for, e.g. 0.25 to share a GPU by 4 (default: 0)"}),
+        ("--dry-run", {"action": "store_true", "help": "print the populations to train and the finished runs to skip, and exit"}),
+        ("--progress", {"action": argparse.BooleanOptionalAction, "default": None, "help": "show a progress bar per population, without Ray (default: on when stderr is a terminal)"}),
+    ]  # fmt: skip
+    for option, kwargs in options:
+        parser.add_argument(option, **kwargs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -156,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "bench":
         return run_bench_command(args, _subparser(parser, "bench"))
+    if args.command == "sweep":
+        return run_sweep_command(args, _subparser(parser, "sweep"))
     train_parser = _subparser(parser, args.command)
     overrides = {name: getattr(args, name) for name in OPTIONS if name != "env_id"}
     try:
@@ -183,6 +249,148 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{last:.2f}; run folder {folder}"
     )
     return 0
+
+
+def run_sweep_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``python -m redo sweep``: plan the grid, print the plan or train it; exit status."""
+    settings: dict[str, Any] = {}
+    for name, value in args.settings:
+        if name in settings:
+            parser.error(f"argument --set: {name} is set twice")
+        settings[name] = value
+    if args.total_steps is not None:
+        settings["total_steps"] = args.total_steps
+    if args.device is not None:
+        try:
+            torch.device(args.device)
+        except (RuntimeError, TypeError):
+            parser.error(f"argument --device: not a torch device: {args.device!r}")
+    axes = {axis: getattr(args, axis) or () for axis in SWEEP_AXES}
+    out = Path(args.out)
+    try:
+        grid = Grid(**axes, settings=settings)
+        jobs = plan(grid, out, args.max_population)
+    except ConfigError as err:
+        parser.error(f"argument {_sweep_option(err.field)}: {err}")
+    except ValueError as err:  # a run folder under --out that the sweep cannot use
+        parser.error(f"argument --out: {err}")
+    planned = {f for job in jobs for f in job.run_folders}
+    finished = [f for f in (run_folder(out, c) for c in grid.configs()) if f not in planned]
+    new = sum(len(job.run_folders) for job in jobs if not job.resume)
+    resumed = len(planned) - new
+    print(
+        f"sweep under {out}: {_count(new, 'new run')} and {resumed} to resume in "
+        f"{_count(len(jobs), 'population')}; {_count(len(finished), 'finished run')} skipped"
+    )
+    if args.dry_run:
+        for job in jobs:
+            kind = "resume" if job.resume else "new"
+            print(f"population {job.name} ({kind}, {_count(len(job.run_folders), 'run')}):")
+            print("".join(f"  {member}\n" for member in job.members()), end="")
+        if finished:
+            print(f"finished, skipped ({_count(len(finished), 'run')}):")
+            print("".join(f"  {f.relative_to(out)}\n" for f in finished), end="")
+        return 0
+
+    start = time.perf_counter()
+
+    def report(job: PopulationJob) -> None:
+        members = job.members()
+        shown = ", ".join(members[:3]) + (
+            f" and {len(members) - 3} more" if len(members) > 3 else ""
+        )
+        print(
+            f"[{time.perf_counter() - start:.0f} s] population {job.name} done "
+            f"({'resumed' if job.resume else 'new'}, {_count(len(members), 'run')}): {shown}",
+            flush=True,
+        )
+
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    try:
+        run_sweep(
+            grid,
+            out,
+            max_population=args.max_population,
+            device=args.device,
+            ray_address=args.ray_address,
+            cpus_per_population=args.cpus_per_population,
+            gpus_per_population=args.gpus_per_population,
+            progress=progress,
+            on_done=report,
+        )
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except SweepError as err:
+        print(f"error: {err}; run the same command again to retry them", file=sys.stderr)
+        return 1
+    print(
+        f"sweep done in {time.perf_counter() - start:.0f} s: {_count(new, 'run')} trained, "
+        f"{resumed} resumed, {len(finished)} skipped as finished; runs under {out}"
+    )
+    return 0
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    """``--set NAME=VALUE``: the value read as the DQNConfig field's type."""
+    name, equals, value = text.partition("=")
+    name = name.strip()
+    types = {f.name: str(f.type) for f in dataclasses.fields(DQNConfig)}
+    if not equals:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    if name not in types:
+        raise argparse.ArgumentTypeError(
+            f"unknown setting {name!r}; settings are {sorted(set(types) - set(_SWEEP_OWN_OPTIONS))}"
+        )
+    if name in _SWEEP_OWN_OPTIONS:
+        raise argparse.ArgumentTypeError(
+            f"{name} has an option of its own: use {_SWEEP_OWN_OPTIONS[name]}"
+        )
+    kind = types[name]
+    if kind == "bool":
+        if value.lower() not in (*_TRUE, *_FALSE):
+            raise argparse.ArgumentTypeError(
+                f"{name}={value}: {name} takes true or false, got {value!r}"
+            )
+        return name, value.lower() in _TRUE
+    parse = {"int": int, "float": float}.get(kind, str)
+    try:
+        return name, parse(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{name}={value}: invalid {kind} value {value!r}"
+        ) from None
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _sweep_option(name: str) -> str:
+    """The ``sweep`` option behind a grid axis or a DQNConfig setting."""
+    if name in SWEEP_AXES:
+        return SWEEP_AXES[name][0]
+    return _SWEEP_OWN_OPTIONS.get(name, "--set")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
 
 
 def _check_folder(parser: argparse.ArgumentParser, folder: Path, resume: bool) -> None:
@@ -245,4 +453,12 @@ def _show(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-__all__ = ["OPTIONS", "build_parser", "main", "run_folder"]
+__all__ = [
+    "OPTIONS",
+    "SWEEP_AXES",
+    "add_sweep_arguments",
+    "build_parser",
+    "main",
+    "run_folder",
+    "run_sweep_command",
+]

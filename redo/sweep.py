@@ -17,8 +17,10 @@ a folder ``OUT/populations/<id>``: when the population starts, its manifest
 
 **Resuming.** Running the same sweep again skips every finished run, continues each
 population that was interrupted from its members' checkpoints (the manifest says which runs
-trained together, so they resume together), and trains the rest. A folder that holds a run
-with other settings is an error, never overwritten (:func:`check_folder`).
+trained together, so they resume together), and trains the rest. A population interrupted
+before its first checkpoint cannot resume: :func:`plan` names its run folders, to delete
+before the sweep trains it anew. A folder that holds a run with other settings is an error,
+never overwritten (:func:`check_folder`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from redo.config import ConfigError, DQNConfig, paper_tau
-from redo.results import RECORD_FILE, RUN_FILES, _read_record
+from redo.results import CHECKPOINT_FILE, RECORD_FILE, RUN_FILES, _read_record
 
 #: Method names on the command line and in folder names, and whether ReDo is on.
 METHODS: dict[str, bool] = {"dqn": False, "redo": True}
@@ -124,9 +126,7 @@ class Grid:
         A bad value raises :class:`redo.config.ConfigError` naming the setting.
         """
         configs = []
-        for env_id, method, ratio in itertools.product(
-            self.envs, self.methods, self.replay_ratios
-        ):
+        for env_id, method, ratio in itertools.product(self.envs, self.methods, self.replay_ratios):
             for tau in self.taus or (paper_tau(ratio),):
                 for seed in self.seeds:
                     configs.append(
@@ -211,8 +211,8 @@ def plan(grid: Grid, out: str | Path, max_population: int = 32) -> list[Populati
     population's id depends only on its members, so planning the same grid again names the
     same populations. Raises :class:`redo.config.ConfigError` for a setting that a run or a
     population does not allow, and ValueError for a run folder that cannot be used (it holds
-    a run with other settings, or an unfinished run that no manifest lists) or two runs that
-    would share a folder. Writes nothing.
+    a run with other settings, an unfinished run that no manifest lists, or one of a
+    population that cannot resume) or two runs that would share a folder. Writes nothing.
     """
     from redo.population import check_population  # torch and the envs load only when needed
 
@@ -252,6 +252,7 @@ def plan(grid: Grid, out: str | Path, max_population: int = 32) -> list[Populati
                 f"unfinished runs {twice}: move away the population folder that did not "
                 "train them"
             )
+        _check_resumable(manifest.parent, members, status)
         claimed |= dict.fromkeys(members, manifest)
         jobs.append(
             PopulationJob(
@@ -283,6 +284,25 @@ def plan(grid: Grid, out: str | Path, max_population: int = 32) -> list[Populati
                 )
             )
     return jobs
+
+
+def _check_resumable(population: Path, members: Sequence[Path], status: Mapping[Path, str]) -> None:
+    """The cheap checks of :func:`redo.population.check_resumable`, made while planning, so
+    that a population that cannot resume stops the sweep before anything trains."""
+    lacking = [m for m in members if not (m / CHECKPOINT_FILE).is_file()]
+    finished = [m for m in members if status[m] == "finished"]
+    if lacking or finished:
+        started = [str(m) for m in members if status[m] != "new"]
+        why = (
+            f"{[str(m) for m in lacking]} hold no {CHECKPOINT_FILE} (it was interrupted before "
+            "its first checkpoint)"
+            if lacking
+            else f"{[str(m) for m in finished]} finished without the others"
+        )
+        raise ValueError(
+            f"population {population} cannot resume: {why}; delete its run folders {started} "
+            "and run the sweep again to train it anew"
+        )
 
 
 def write_manifest(job: PopulationJob) -> None:
@@ -332,9 +352,7 @@ def _population_id(out: Path, members: Sequence[Path]) -> str:
     return "pop-" + hashlib.sha1(names.encode()).hexdigest()[:10]
 
 
-def train_job(
-    job: PopulationJob, device: str | None = None, progress: bool = False
-) -> list[str]:
+def train_job(job: PopulationJob, device: str | None = None, progress: bool = False) -> list[str]:
     """Write the job's manifest, then train (or resume) its population; returns its run
     folders. This is the Ray task."""
     from redo.population import train_population  # torch and the envs load only when needed

@@ -108,7 +108,10 @@ def test_resume_needs_a_checkpoint(tmp_path, capsys):
 def test_run_folder_layout():
     config = DQNConfig.for_env("MinAtar/Breakout-v1", replay_ratio=0.25, seed=4)
     assert run_folder("runs", config) == Path("runs/MinAtar/Breakout-v1/dqn-rr0.25-s4")
-    assert run_folder("x", config.replace(redo=True, replay_ratio=2.0)).name == "redo-rr2-s4"
+    config = config.replace(redo=True, replay_ratio=2.0, tau=0.1)  # the paper's tau at rr 2
+    assert run_folder("x", config).name == "redo-rr2-s4"
+    # a tau other than the paper's is in the name, so runs that differ only in tau never share
+    assert run_folder("x", config.replace(tau=0.025)).name == "redo-rr2-tau0.025-s4"
 
 
 @pytest.mark.parametrize(
