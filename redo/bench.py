@@ -727,11 +727,15 @@ def _roofline_table(roofline: Sequence[Mapping[str, Any]]) -> str:
     return roofline_frame(roofline).to_string(index=False)
 
 
-def _loop_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    table = pd.DataFrame(rows)
+def loop_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The loop rows with short column names, shares in percent and speeds rounded."""
+    table = pd.DataFrame(list(rows))
     table["redo"] = table["redo"].map({False: "off", True: "on"})
     for name in ("update_share", "redo_share", "score_share"):
-        table[name] = 100 * table[name]
+        table[name] = (100 * table[name]).round(1)
+    for name in ("env_steps_per_s", "env_steps_per_s_per_agent"):
+        table[name] = table[name].round(0).astype(int)
+    table["speedup"] = table["speedup"].round(2)
     columns = {
         "env": "env",
         "redo": "redo",
@@ -745,26 +749,16 @@ def _loop_table(rows: Sequence[Mapping[str, Any]]) -> str:
         "redo_share": "redo %",
         "score_share": "score %",
     }
-    percent = "{:.0f}".format
-    return (
-        table[list(columns)]
-        .rename(columns=columns)
-        .to_string(
-            index=False,
-            formatters={
-                "env steps/s": "{:.0f}".format,
-                "per agent": "{:.0f}".format,
-                "x single": "{:.2f}".format,
-                "update %": percent,
-                "redo %": percent,
-                "score %": percent,
-            },
-        )
-    )
+    return table[list(columns)].rename(columns=columns)
 
 
-def _micro_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    table = pd.DataFrame(rows)
+def _loop_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    return loop_frame(rows).to_string(index=False)
+
+
+def micro_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The micro-benchmark rows with times in milliseconds and short column names."""
+    table = pd.DataFrame(list(rows))
     for name in ("grad_step_s", "score_s", "redo_s"):
         table[name] = 1e3 * table[name]
     columns = {
@@ -777,11 +771,11 @@ def _micro_table(rows: Sequence[Mapping[str, Any]]) -> str:
         "score_per_grad_step": "score/grad",
         "redo_per_grad_step": "redo/grad",
     }
-    return (
-        table[list(columns)]
-        .rename(columns=columns)
-        .to_string(index=False, float_format="{:.3g}".format)
-    )
+    return table[list(columns)].rename(columns=columns)
+
+
+def _micro_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    return micro_frame(rows).to_string(index=False, float_format="{:.3g}".format)
 
 
 # --- command line ---------------------------------------------------------------------------

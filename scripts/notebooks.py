@@ -30,9 +30,12 @@ def chapters() -> list[Path]:
 
 
 def read_chapter(path: Path) -> nbformat.NotebookNode:
-    """The chapter as a notebook, with the python3 kernelspec papermill needs."""
+    """The chapter as a notebook, with the python3 kernelspec papermill needs. Cell ids are
+    the chapter's name and the cell's position, so a re-sync changes only what changed."""
     notebook = jupytext.read(path)
     notebook.metadata.pop("jupytext", None)
+    for position, cell in enumerate(notebook.cells):
+        cell["id"] = f"{path.stem}-{position}"
     return notebook
 
 
@@ -44,28 +47,31 @@ def colab_url(chapter: Path) -> str:
     return COLAB_PREFIX + notebook_path(chapter).name
 
 
-def _cells(notebook: nbformat.NotebookNode) -> list[tuple[str, str, tuple[str, ...]]]:
+def _cells(notebook: nbformat.NotebookNode, ids: bool = False) -> list[tuple[object, ...]]:
     return [
         (cell.cell_type, cell.source, tuple(cell.get("metadata", {}).get("tags", ())))
+        + ((cell.get("id"),) if ids else ())
         for cell in notebook.cells
     ]
 
 
-def stale() -> list[Path]:
-    """Chapters whose generated notebook is missing or differs in any cell."""
+def stale(ids: bool = False) -> list[Path]:
+    """Chapters whose generated notebook is missing or differs in any cell (and, with
+    ``ids``, in a cell id)."""
     out = []
     for chapter in chapters():
         target = notebook_path(chapter)
-        if not target.exists() or _cells(nbformat.read(target, as_version=4)) != _cells(
-            read_chapter(chapter)
+        if not target.exists() or _cells(nbformat.read(target, as_version=4), ids) != _cells(
+            read_chapter(chapter), ids
         ):
             out.append(chapter)
     return out
 
 
 def sync() -> None:
+    """Rewrite the notebooks that are stale (all of them would only churn the files)."""
     NOTEBOOK_DIR.mkdir(exist_ok=True)
-    for chapter in chapters():
+    for chapter in stale(ids=True):
         nbformat.write(read_chapter(chapter), notebook_path(chapter))
         print(f"wrote {notebook_path(chapter).relative_to(ROOT)}")
 

@@ -7,10 +7,12 @@ defaults. A chapter in _toc.yml without an entry here fails, so none can be skip
 from __future__ import annotations
 
 import importlib.util
+import itertools
 from pathlib import Path
 
 import papermill
 import pytest
+import synthetic_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("notebooks", ROOT / "scripts" / "notebooks.py")
@@ -18,6 +20,7 @@ notebooks = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(notebooks)
 
 RUN_FOLDER = "<the test's temporary folder>"
+FIXTURE = "<the synthetic dataset>"  # replaced by a folder of synthetic_runs
 SMOKE_PARAMETERS: dict[str, dict[str, object]] = {
     "index": {"batch_size": 8},
     "score": {"n_states": 32, "mlp_train_steps": 20},
@@ -30,6 +33,9 @@ SMOKE_PARAMETERS: dict[str, dict[str, object]] = {
         "learning_starts": 500,
         "out_dir": RUN_FOLDER,
     },
+    "performance": {},
+    "results": {"run_dirs": [f"{FIXTURE}/minatar"], "return_window": 200, "n_resamples": 200},
+    "ablations": {"ablation_dir": f"{FIXTURE}/ablations", "baseline_dir": f"{FIXTURE}/minatar"},
     "training": {
         "total_steps": 1_500,
         "learning_starts": 500,
@@ -41,8 +47,37 @@ SMOKE_PARAMETERS: dict[str, dict[str, object]] = {
 
 
 def with_run_folder(parameters: dict[str, object], tmp_path: Path) -> dict[str, object]:
-    """Runs written by a smoke execution go to the test's temporary folder."""
-    return {k: str(tmp_path / "runs") if v == RUN_FOLDER else v for k, v in parameters.items()}
+    """Runs written by a smoke execution go to the test's temporary folder; chapters that
+    read stored runs read the synthetic dataset there."""
+
+    def resolve(value: object) -> object:
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        if value == RUN_FOLDER:
+            return str(tmp_path / "runs")
+        if isinstance(value, str) and value.startswith(FIXTURE):
+            return str(tmp_path / "data") + value.removeprefix(FIXTURE)
+        return value
+
+    return {k: resolve(v) for k, v in parameters.items()}
+
+
+def write_dataset(root: Path) -> None:
+    """The results grid in miniature (2 games x 2 methods x 2 replay ratios x 2 seeds) and two
+    ablation variants, as synthetic run records."""
+    for i, (env_id, redo, ratio, seed) in enumerate(
+        itertools.product(synthetic_runs.GAMES, (False, True), synthetic_runs.RATIOS, (0, 1))
+    ):
+        synthetic_runs.write_synthetic_run(
+            root / "minatar" / f"run{i:02d}", env_id, redo, ratio, seed
+        )
+    variants = {"step-keep": {"redo_step_mode": "keep"}, "reset-all": {"tau": 1e9}}
+    for name, overrides in variants.items():
+        for seed in (0, 1):
+            synthetic_runs.write_synthetic_run(
+                root / "ablations" / name / f"s{seed}", "MinAtar/Breakout-v1", True, 1.0, seed,
+                **overrides,
+            )  # fmt: skip
 
 
 def test_every_chapter_has_smoke_parameters():
@@ -68,6 +103,7 @@ def test_chapter_has_a_parameters_cell(chapter):
 @pytest.mark.chapters
 @pytest.mark.parametrize("chapter", notebooks.chapters(), ids=lambda path: path.stem)
 def test_chapter_executes_with_papermill(chapter, tmp_path):
+    write_dataset(tmp_path / "data")
     papermill.execute_notebook(
         str(notebooks.notebook_path(chapter)),
         str(tmp_path / f"{chapter.stem}.ipynb"),

@@ -1,0 +1,137 @@
+"""Reading stored benchmark reports and checking them against the project's speed targets.
+
+``python -m redo bench --out FILE`` writes one JSON report (:class:`redo.bench.Report`). The
+book keeps the reports it shows under ``book/data/bench/``; this module loads them and turns
+each into the table of targets that the Performance chapter prints: which target, the
+measured value, the goal, and whether it was met. The checks are functions of the report
+alone, so a reader's own report is judged by exactly the same rules.
+
+**Targets** (ratios within one report, so that both sides ran on the same machine):
+
+* the single-agent loop is at least as fast as the reference loop (env steps/s);
+* on a CPU a population of 8 reaches 1.5x the single loop's aggregate env steps/s, on a GPU
+  a population of 64 reaches 30x;
+* ReDo costs under 3% of training time at the paper's settings: its share of the measured
+  window, rescaled from the benchmark's recycling period and log interval (chosen short so
+  that resets fall inside a short window) to the paper's F = 1000 and a log interval of 1000
+  gradient steps.
+
+**The roofline bound.** :func:`population_bound` is the speed-up over the single loop that no
+population can exceed on the machine: even if acting, stepping and storing cost nothing, each
+agent's update takes at least the per-agent floor of :mod:`redo.roofline`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from redo.bench import INTERVALS  # the measured window is this many log intervals
+
+#: The paper's recycling period and the log interval the shares are rescaled to.
+PAPER_REDO_PERIOD = 1_000
+PAPER_LOG_INTERVAL = 1_000
+
+#: (device type, population size K, required speed-up over the single loop).
+POPULATION_TARGETS: dict[str, tuple[int, float]] = {"cpu": (8, 1.5), "cuda": (64, 30.0)}
+REDO_COST_TARGET = 0.03
+REQUIRED_KEYS = ("command", "date", "provenance", "rows", "micro")
+
+
+def load_reports(folder: str | Path) -> list[dict[str, Any]]:
+    """Every ``*.json`` benchmark report in ``folder``, oldest first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"no benchmark folder {folder}: write a report there with "
+            f"`python -m redo bench --out {folder}/<name>.json`"
+        )
+    reports = []
+    for path in sorted(folder.glob("*.json")):
+        report = json.loads(path.read_text(encoding="utf-8"))
+        missing = [key for key in REQUIRED_KEYS if key not in report]
+        if missing:
+            raise ValueError(
+                f"{path} is not a `python -m redo bench` report (missing {missing}); "
+                "move it out of the folder or write it again with the bench command"
+            )
+        reports.append(report | {"file": path.name})
+    return sorted(reports, key=lambda r: r["date"])
+
+
+def device_type(report: Mapping[str, Any]) -> str:
+    """``cpu`` or ``cuda``: the device the report's loops trained on."""
+    return str(report["provenance"]["device"]).split(":")[0]
+
+
+def target_checks(report: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per (target, env, ReDo setting): measured value, goal, and whether it is met."""
+    rows = pd.DataFrame(report["rows"])
+    checks = []
+    for (env, redo), group in rows.groupby(["env", "redo"], sort=False):
+        by_method = group.set_index(["method", "agents"])["env_steps_per_s"]
+        label = f"{env}, ReDo {'on' if redo else 'off'}"
+        single = by_method[("single", 1)]
+        if ("reference", 1) in by_method:
+            checks.append(
+                _check("single / reference loop", label, single / by_method[("reference", 1)], 1.0)
+            )
+        agents, goal = POPULATION_TARGETS[device_type(report)]
+        if ("population", agents) in by_method:
+            speedup = by_method[("population", agents)] / single
+            checks.append(_check(f"population K={agents} / single", label, speedup, goal))
+        if redo:
+            for _, row in group[group["method"].isin(["single", "population"])].iterrows():
+                cost = redo_cost_share(row)
+                name = f"ReDo cost, {row['method']} K={row['agents']}"
+                checks.append(_check(name, env, cost, REDO_COST_TARGET, at_most=True))
+    return pd.DataFrame(checks)
+
+
+def redo_cost_share(row: Mapping[str, Any]) -> float:
+    """The share of training time in ReDo's resets and the logged dormant scores, rescaled
+    from the benchmark's recycling period and log interval to the paper's (1000 each)."""
+    log_interval = row["window_env_steps"] / INTERVALS * row["replay_ratio"]
+    return float(
+        row["redo_share"] * row["redo_period"] / PAPER_REDO_PERIOD
+        + row["score_share"] * log_interval / PAPER_LOG_INTERVAL
+    )
+
+
+def population_bound(report: Mapping[str, Any]) -> pd.DataFrame:
+    """Per env: the single loop's time per env step, the roofline floor of the updates an env
+    step owes, and the largest speed-up over the single loop that a population could reach."""
+    rows = pd.DataFrame(report["rows"])
+    bounds = []
+    for roofline in report.get("roofline", []):
+        single = rows[
+            (rows["env"] == roofline["env_id"]) & (rows["method"] == "single") & ~rows["redo"]
+        ].iloc[0]
+        step_s = 1.0 / single["env_steps_per_s"]
+        floor_s = single["replay_ratio"] * roofline["per_agent_floor_s"]
+        bounds.append(
+            {
+                "env": roofline["env_id"],
+                "single ms/env step": 1e3 * step_s,
+                "floor ms/env step": 1e3 * floor_s,
+                "max population speed-up": step_s / floor_s,
+            }
+        )
+    return pd.DataFrame(bounds)
+
+
+def _check(
+    target: str, where: str, measured: float, goal: float, at_most: bool = False
+) -> dict[str, Any]:
+    met = measured <= goal if at_most else measured >= goal
+    return {
+        "target": target,
+        "where": where,
+        "measured": float(measured),
+        "goal": f"{'<=' if at_most else '>='} {goal:g}",
+        "met": bool(met),
+    }

@@ -1,0 +1,94 @@
+"""The target checks of stored benchmark reports, on hand-made reports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from redo.bench import INTERVALS
+from redo.performance import (
+    load_reports,
+    population_bound,
+    redo_cost_share,
+    target_checks,
+)
+
+
+def row(method, agents, sps, redo=False, redo_share=0.0, score_share=0.0):
+    return {
+        "method": method,
+        "env": "MinAtar/Breakout-v1",
+        "redo": redo,
+        "agents": agents,
+        "replay_ratio": 1.0,
+        "redo_period": 100,
+        "window_env_steps": 400,
+        "env_steps_per_s": sps,
+        "redo_share": redo_share,
+        "score_share": score_share,
+    }
+
+
+def report(device="cpu", rows=None, roofline=()):
+    return {
+        "command": "python -m redo bench",
+        "date": "2026-11-24T00:00:00+00:00",
+        "provenance": {"device": device},
+        "rows": rows
+        or [
+            row("single", 1, 300.0),
+            row("reference", 1, 400.0),
+            row("population", 8, 600.0),
+            row("single", 1, 290.0, redo=True, redo_share=0.05, score_share=0.01),
+            row("reference", 1, 250.0, redo=True),
+        ],
+        "micro": [],
+        "roofline": list(roofline),
+    }
+
+
+def test_target_checks_compare_ratios_with_goals():
+    checks = target_checks(report()).set_index(["target", "where"])
+    off = "MinAtar/Breakout-v1, ReDo off"
+    assert checks.loc[("single / reference loop", off), "measured"] == pytest.approx(0.75)
+    assert not checks.loc[("single / reference loop", off), "met"]
+    assert checks.loc[("population K=8 / single", off), "measured"] == pytest.approx(2.0)
+    assert checks.loc[("population K=8 / single", off), "met"]
+    on = "MinAtar/Breakout-v1, ReDo on"
+    assert checks.loc[("single / reference loop", on), "met"]  # 290 / 250
+
+
+def test_gpu_reports_use_the_gpu_target():
+    rows = [row("single", 1, 100.0), row("population", 64, 2_900.0)]
+    checks = target_checks(report("cuda:0", rows))
+    (population,) = checks[checks["target"].str.startswith("population")].itertuples()
+    assert population.target == "population K=64 / single"
+    assert population.measured == pytest.approx(29.0) and not population.met
+
+
+def test_redo_cost_is_rescaled_to_the_papers_period_and_log_interval():
+    # bench: reset every 100 gradient steps, a log row every 400 / INTERVALS gradient steps
+    r = row("single", 1, 1.0, redo=True, redo_share=0.05, score_share=0.01)
+    expected = 0.05 * 100 / 1000 + 0.01 * (400 / INTERVALS) / 1000
+    assert redo_cost_share(r) == pytest.approx(expected)
+
+
+def test_population_bound_is_single_step_time_over_update_floor():
+    roofline = [{"env_id": "MinAtar/Breakout-v1", "per_agent_floor_s": 0.002}]
+    (bound,) = population_bound(report(roofline=roofline)).to_dict("records")
+    assert bound["single ms/env step"] == pytest.approx(1000 / 300)
+    assert bound["max population speed-up"] == pytest.approx((1 / 300) / 0.002)
+
+
+def test_load_reports_sorts_by_date_and_rejects_other_json(tmp_path):
+    late, early = report(), report()
+    early["date"] = "2025-01-01T00:00:00+00:00"
+    (tmp_path / "a.json").write_text(json.dumps(late))
+    (tmp_path / "b.json").write_text(json.dumps(early))
+    assert [r["file"] for r in load_reports(tmp_path)] == ["b.json", "a.json"]
+    (tmp_path / "c.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"c.json is not a `python -m redo bench` report"):
+        load_reports(tmp_path)
+    with pytest.raises(FileNotFoundError, match="python -m redo bench --out"):
+        load_reports(tmp_path / "missing")
