@@ -49,7 +49,6 @@ import copy
 import dataclasses
 import functools
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -85,7 +84,7 @@ from redo.reference_loop import (
 )
 from redo.replay import ReplayBuffer
 from redo.results import collect_provenance
-from redo.roofline import measure_roofline
+from redo.roofline import WARMUP_CALLS, measure_roofline, median_time
 
 #: Log intervals in the measured window; one more before them is warm-up.
 INTERVALS = 4
@@ -94,7 +93,6 @@ SEED = 0
 #: The default ReDo period's cap, in gradient steps.
 MAX_REDO_PERIOD = 100
 #: Micro-benchmarks: calls before timing, transitions in their replay, and their threshold.
-WARMUP_CALLS = 3
 MICRO_CAPACITY = 128
 MICRO_TAU = 1.0
 
@@ -606,21 +604,6 @@ def micro_population(
     return {name: seconds / agents for name, seconds in times.items()}
 
 
-def median_time(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` calls after :data:`WARMUP_CALLS` warm-up
-    calls; on a GPU each call is timed from an idle device to its last kernel's end."""
-    for _ in range(WARMUP_CALLS):
-        fn()
-    times = []
-    for _ in range(repeats):
-        _synchronize(device)
-        tic = time.perf_counter()
-        fn()
-        _synchronize(device)
-        times.append(time.perf_counter() - tic)
-    return statistics.median(times)
-
-
 def random_observations(
     space: gym.spaces.Space, count: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -657,11 +640,6 @@ def _networks(config: DQNConfig, env: gym.Env) -> tuple[torch.nn.Module, torch.n
 
 def _loss_fn(config: DQNConfig) -> LossFn:
     return F.smooth_l1_loss if config.loss == "huber" else F.mse_loss
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _log_to_stderr(line: str) -> None:

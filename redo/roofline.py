@@ -103,31 +103,37 @@ def measure_roofline(
         parameters=sum(p.numel() for p in online.parameters()),
         flops_per_update=int(counter.get_total_flops()),
         matmul_flops_per_s=matmul_throughput(matmul_size, repeats, dev),
-        update_s=median_seconds(update, repeats, dev),
-        adam_s=median_seconds(optimizer.step, repeats, dev),  # the gradients stay in place
+        update_s=median_time(update, dev, repeats),
+        adam_s=median_time(optimizer.step, dev, repeats),  # the gradients stay in place
     )
 
 
 def matmul_throughput(size: int, repeats: int, device: torch.device) -> float:
     """FLOP/s of a ``size`` x ``size`` float32 matrix product (2 size^3 FLOPs)."""
     a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
-    return 2 * size**3 / median_seconds(lambda: a @ b, repeats, device)
+    return 2 * size**3 / median_time(lambda: a @ b, device, repeats)
 
 
-def median_seconds(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    """Median wall time of ``fn`` over ``repeats`` calls after 3 warm-up calls."""
-    for _ in range(3):
+#: Calls before timing starts: the first calls pay for allocation and lazy initialisation.
+WARMUP_CALLS = 3
+
+
+def median_time(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` calls after :data:`WARMUP_CALLS` warm-up
+    calls; on a GPU each call is timed from an idle device to its last kernel's end."""
+    for _ in range(WARMUP_CALLS):
         fn()
     times = []
     for _ in range(repeats):
-        _synchronize(device)
-        start = time.perf_counter()
+        synchronize(device)
+        tic = time.perf_counter()
         fn()
-        _synchronize(device)
-        times.append(time.perf_counter() - start)
+        synchronize(device)
+        times.append(time.perf_counter() - tic)
     return statistics.median(times)
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's launched work (a no-op on the CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
