@@ -702,7 +702,8 @@ def describe_runs(runs: Iterable[Run]) -> str:
         "Status: " + ", ".join(f"{n} {status}" for status, n in statuses.items()),
         f"Made {first}"
         + (f" to {last}" if last != first else "")
-        + f" on {_listing(map(_hardware, provenances))}, {hours:.1f} h of wall time in all",
+        + f" on {_listing(map(_hardware, provenances))}, {hours:.1f} run-hours in all "
+        "(wall time summed over runs; the runs of one population shared their hours)",
         f"Code: redo at git commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}",
     ]
     return ". ".join(sentences) + "."
