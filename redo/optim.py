@@ -61,6 +61,9 @@ def adam_update_(
     step.add_(1)
     exp_avg.lerp_(grad, 1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    if powers is not None and _one_count_on_cpu(step, lr):
+        _scalar_corrections(param, exp_avg, exp_avg_sq, step, powers, lr, beta1, beta2, eps)
+        return
     if powers is None:
         power1, power2 = _power(beta1, step), _power(beta2, step)
     else:
@@ -72,6 +75,35 @@ def adam_update_(
     step_size = lr / bias_correction1
     denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
     param.addcdiv_(exp_avg * step_size, denom, value=-1)
+
+
+def _one_count_on_cpu(step: Tensor, lr: float | Tensor) -> bool:
+    """Whether the bias corrections are single numbers that Python can compute for free."""
+    return step.numel() == 1 and step.device.type == "cpu" and not isinstance(lr, Tensor)
+
+
+def _scalar_corrections(
+    param: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    step: Tensor,
+    powers: tuple[Tensor, Tensor],
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+) -> None:
+    """The end of :func:`adam_update_` while every entry has the same count, on a CPU: the
+    bias corrections as Python numbers, as ``torch.optim.Adam`` computes them there. Each
+    tensor operation on a one-element tensor costs a few microseconds of overhead, and an
+    update of a small network is mostly such overhead. The powers are set from the count,
+    so the state is what the tensor path would hold, to float precision."""
+    count = step.item()
+    power1, power2 = beta1**count, beta2**count
+    powers[0].fill_(max(power1, _TINY_POWER))
+    powers[1].fill_(max(power2, _TINY_POWER))
+    denom = exp_avg_sq.sqrt().div_(math.sqrt(1 - power2)).add_(eps)
+    param.addcdiv_(exp_avg, denom, value=-lr / (1 - power1))
 
 
 #: Below this, ``1 - beta ** t`` is 1 in float32: kept powers stop shrinking here, so that
