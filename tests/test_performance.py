@@ -57,6 +57,8 @@ def test_target_checks_compare_ratios_with_goals():
     assert checks.loc[("population K=8 / single", off), "met"]
     on = "MinAtar/Breakout-v1, ReDo on"
     assert checks.loc[("single / reference loop", on), "met"]  # 290 / 250
+    whole = checks.loc[("ReDo on / off, env steps/s, single K=1", "MinAtar/Breakout-v1")]
+    assert whole["measured"] == pytest.approx(290 / 300) and not whole["met"]  # 0.967 < 0.97
 
 
 def test_gpu_reports_use_the_gpu_target():
