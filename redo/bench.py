@@ -63,11 +63,10 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from redo.config import ConfigError, DQNConfig
 from redo.dormant import dormant_scores
-from redo.dqn import LossFn, td_update, train
+from redo.dqn import LOSSES, td_update, train
 from redo.envs import EnvFamily, env_family, make_env
 from redo.networks import q_network_for
 from redo.optim import ElementwiseAdam
@@ -84,7 +83,7 @@ from redo.reference_loop import (
 )
 from redo.replay import ReplayBuffer
 from redo.results import collect_provenance
-from redo.roofline import WARMUP_CALLS, measure_roofline, median_time
+from redo.roofline import WARMUP_CALLS, measure_roofline, median_time, random_observations
 
 #: Log intervals in the measured window; one more before them is warm-up.
 INTERVALS = 4
@@ -516,7 +515,7 @@ def micro_single(config: DQNConfig, env: gym.Env, repeats: int) -> dict[str, flo
     for i in range(MICRO_CAPACITY):
         replay.add(obs[i], int(env.action_space.sample()), 0.0, obs[i + 1], False, False)
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    loss_fn = _loss_fn(config)
+    loss_fn = LOSSES[config.loss]
 
     def score_batch() -> torch.Tensor:
         return torch.as_tensor(
@@ -552,7 +551,7 @@ def micro_reference(config: DQNConfig, env: gym.Env, repeats: int) -> dict[str, 
         action = np.array([env.action_space.sample()])
         replay.add(obs[i : i + 1], obs[i + 1 : i + 2], action, np.zeros(1), np.zeros(1), [{}])
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    loss_fn = _loss_fn(config)
+    loss_fn = LOSSES[config.loss]
 
     def grad_step() -> object:
         data = replay.sample(config.batch_size)
@@ -604,18 +603,6 @@ def micro_population(
     return {name: seconds / agents for name, seconds in times.items()}
 
 
-def random_observations(
-    space: gym.spaces.Space, count: int, rng: np.random.Generator
-) -> np.ndarray:
-    """``count`` observations with the space's shape and dtype: timing needs no real ones
-    (uniform integers for images and planes, standard normals for vectors)."""
-    shape = (count, *space.shape)
-    if np.issubdtype(space.dtype, np.integer):
-        low, high = int(space.low.min()), int(space.high.max())
-        return rng.integers(low, high, size=shape, endpoint=True, dtype=space.dtype)
-    return rng.standard_normal(shape).astype(space.dtype)
-
-
 def _micro_times(
     device: torch.device,
     repeats: int,
@@ -636,10 +623,6 @@ def _networks(config: DQNConfig, env: gym.Env) -> tuple[torch.nn.Module, torch.n
     q_network = q_network_for(env.observation_space.shape, int(env.action_space.n))
     q_network = q_network.to(config.device)
     return q_network, copy.deepcopy(q_network).requires_grad_(False)
-
-
-def _loss_fn(config: DQNConfig) -> LossFn:
-    return F.smooth_l1_loss if config.loss == "huber" else F.mse_loss
 
 
 def _log_to_stderr(line: str) -> None:

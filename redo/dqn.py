@@ -83,6 +83,10 @@ TIMING_COLUMNS: tuple[str, ...] = (
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
+#: The TD losses by their name in :attr:`DQNConfig.loss <redo.config.DQNConfig>` (huber =
+#: smooth L1, as Dopamine and the MinAtar paper use).
+LOSSES: dict[str, LossFn] = {"huber": F.smooth_l1_loss, "mse": F.mse_loss}
+
 
 @dataclass(frozen=True, eq=False)
 class TrainResult:
@@ -165,7 +169,7 @@ def dqn_loop(config: DQNConfig, folder: Path, resume: bool = False, progress: bo
             config.buffer_size, env.observation_space.shape, env.observation_space.dtype
         )
         rngs = RandomStreams.from_seed(config.seed, device)
-        loss_fn: LossFn = F.smooth_l1_loss if config.loss == "huber" else F.mse_loss
+        loss_fn = LOSSES[config.loss]
         taus = tuple(sorted({*PAPER_TAUS, config.tau}))
         state = LoopState(updates_from_env_step=config.learning_starts)
         obs, _ = env.reset()

@@ -39,12 +39,12 @@ from typing import TypeVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from redo.config import DQNConfig, LossName
 from redo.dormant import neuron_activity, scores_from_activity
+from redo.dqn import LOSSES
 from redo.networks import q_network_for
 from redo.optim import CLOCK_RESTART, adam_update_, restart_clock_, widen_step
 from redo.population_replay import PopulationBatch
@@ -54,7 +54,6 @@ from redo.structure import HiddenLayer, hidden_layers
 Params = dict[str, Tensor]
 T = TypeVar("T", Tensor, Params)
 
-_LOSSES = {"huber": F.smooth_l1_loss, "mse": F.mse_loss}
 
 #: The per-agent state of a checkpoint: attributes holding one tensor per parameter.
 _AGENT_STATE: tuple[str, ...] = ("params", "target_params", "exp_avg", "exp_avg_sq", *CLOCK_RESTART)
@@ -114,8 +113,8 @@ class PopulationLearner:
                 f"redo_init must be one of {list(POPULATION_INITS)} in a population, got "
                 f"{redo_init!r}"
             )
-        if loss not in _LOSSES:
-            raise ValueError(f"loss must be one of {list(_LOSSES)}, got {loss!r}")
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {list(LOSSES)}, got {loss!r}")
         if redo_step_mode not in STEP_CHOICES:
             raise ValueError(
                 f"redo_step_mode must be one of {list(STEP_CHOICES)}, got {redo_step_mode!r}"
@@ -143,7 +142,7 @@ class PopulationLearner:
         self.redo_init: InitName = redo_init
         self.redo_step_mode: StepMode = redo_step_mode
         self.generator = generator
-        self._loss_fn = _LOSSES[loss]
+        self._loss_fn = LOSSES[loss]
         # The template only describes the architecture: its own weights live on "meta".
         self._template = copy.deepcopy(networks[0]).to("meta")
         self.layers: list[HiddenLayer] = hidden_layers(self._template)

@@ -40,13 +40,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 from stable_baselines3.common.buffers import ReplayBuffer as SB3ReplayBuffer
 from torch import Tensor, nn
 
 from redo.config import DQNConfig
 from redo.dormant import dormant_masks, dormant_scores
-from redo.dqn import LossFn, linear_epsilon
+from redo.dqn import LOSSES, LossFn, linear_epsilon
 from redo.envs import make_env
 from redo.networks import q_network_for
 from redo.recycle import reset_neurons
@@ -132,7 +131,7 @@ def reference_loop(config: DQNConfig, measure_from: int) -> dict[str, float]:
     target_network.load_state_dict(q_network.state_dict())
     optimizer = torch.optim.Adam(q_network.parameters(), lr=config.lr, eps=config.adam_eps)
     replay = reference_buffer(config.buffer_size, env.observation_space, env.action_space, device)
-    loss_fn: LossFn = F.smooth_l1_loss if config.loss == "huber" else F.mse_loss
+    loss_fn = LOSSES[config.loss]
     redo_generator = torch.Generator(device=device).manual_seed(config.seed)
     seconds = dict.fromkeys(REFERENCE_PARTS, 0.0)
     counts = {"grad_steps": 0, "redo_checks": 0, "recycled": 0}

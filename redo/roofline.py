@@ -27,13 +27,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from redo.config import DQNConfig
-from redo.dqn import td_update
+from redo.dqn import LOSSES, td_update
 from redo.envs import make_env
 from redo.networks import q_network_for
 from redo.optim import ElementwiseAdam
@@ -76,19 +76,19 @@ def measure_roofline(
     dev = torch.device(device)
     env = make_env(config.env_id, seed=config.seed)
     space, n_actions = env.observation_space, int(env.action_space.n)
-    space.seed(config.seed)
+    rng = np.random.default_rng(config.seed)
     batch = ReplaySamples(
-        observations=np.stack([space.sample() for _ in range(config.batch_size)]),
+        observations=random_observations(space, config.batch_size, rng),
         actions=np.arange(config.batch_size) % n_actions,
         rewards=np.ones(config.batch_size, dtype=np.float32),
-        next_observations=np.stack([space.sample() for _ in range(config.batch_size)]),
+        next_observations=random_observations(space, config.batch_size, rng),
         terminated=np.zeros(config.batch_size, dtype=bool),
     )
     env.close()
     online = q_network_for(space.shape, n_actions).to(dev)
     target = q_network_for(space.shape, n_actions).to(dev).requires_grad_(False)
     optimizer = ElementwiseAdam(online.parameters(), lr=config.lr, eps=config.adam_eps)
-    loss_fn = F.smooth_l1_loss if config.loss == "huber" else F.mse_loss
+    loss_fn = LOSSES[config.loss]
 
     def update() -> None:
         td_update(online, target, optimizer, batch, config.gamma, loss_fn)
@@ -137,3 +137,15 @@ def synchronize(device: torch.device) -> None:
     """Wait for the device's launched work (a no-op on the CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def random_observations(
+    space: gym.spaces.Space, count: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``count`` observations with the space's shape and dtype: timing needs no real ones
+    (uniform integers for images and planes, standard normals for vectors)."""
+    shape = (count, *space.shape)
+    if np.issubdtype(space.dtype, np.integer):
+        low, high = int(space.low.min()), int(space.high.max())
+        return rng.integers(low, high, size=shape, endpoint=True, dtype=space.dtype)
+    return rng.standard_normal(shape).astype(space.dtype)
