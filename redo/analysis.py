@@ -233,12 +233,42 @@ def final_dormant(runs: Iterable[Run], tau: float, fraction: float = 0.1) -> pd.
     Columns: :data:`ID_COLUMNS`, ``tau``, ``fraction``, ``dormant_fraction`` (NaN when no row
     was logged in the window) and ``rows`` (the number of logged rows averaged).
     """
+    return _window_dormant(
+        runs, tau, fraction, lambda steps, identity: steps > _window_start(identity, fraction)
+    )
+
+
+def early_dormant(runs: Iterable[Run], tau: float, fraction: float = 0.1) -> pd.DataFrame:
+    """One row per run: its mean dormant fraction at ``tau`` over its first logged
+    ``fraction`` of training (rows with ``env_step`` in ``[first, first + fraction *
+    total_steps]``, ``first`` being the run's first logged row, just after learning starts).
+
+    The counterpart of :func:`final_dormant`, with the same columns, to compare a run's
+    start with its end.
+    """
+    return _window_dormant(
+        runs,
+        tau,
+        fraction,
+        lambda steps, identity: steps <= steps.min() + fraction * identity["total_steps"],
+    )
+
+
+def _window_dormant(
+    runs: Iterable[Run],
+    tau: float,
+    fraction: float,
+    in_window: Callable[[pd.Series, Mapping[str, Any]], pd.Series],
+) -> pd.DataFrame:
+    """Each run's mean dormant fraction over the logged rows that ``in_window`` selects."""
     _check_fraction(fraction)
     rows = []
     for run in _runs(runs):
         identity = _identity(run)
-        in_window = run.metrics["env_step"] > _window_start(identity, fraction)
-        values = _dormant_values(run, tau)[in_window] if len(run.metrics) else pd.Series([])
+        if len(run.metrics):
+            values = _dormant_values(run, tau)[in_window(run.metrics["env_step"], identity)]
+        else:
+            values = pd.Series([])
         rows.append(
             identity
             | {
@@ -718,6 +748,7 @@ __all__ = [
     "describe_runs",
     "dormant_column",
     "dormant_curves",
+    "early_dormant",
     "final_dormant",
     "final_returns",
     "game_name",

@@ -32,6 +32,7 @@ from redo.analysis import (
     bootstrap_ci,
     describe_runs,
     dormant_curves,
+    early_dormant,
     final_dormant,
     final_returns,
     game_name,
@@ -192,6 +193,20 @@ def test_final_dormant(runs):
                 GAMES[row.env_id], row.method == "DQN+ReDo", row.replay_ratio, row.seed, s, 0.025
             )
             for s in (800, 900, 1000)
+        ]
+        assert row.dormant_fraction == pytest.approx(np.mean(values))
+
+
+def test_early_dormant(runs):
+    early = early_dormant(runs, tau=0.1, fraction=0.15)  # first row 300: rows at 300, 400
+    assert len(early) == 16
+    assert (early["rows"] == 2).all()
+    for row in early.itertuples():
+        values = [
+            dormant_value(
+                GAMES[row.env_id], row.method == "DQN+ReDo", row.replay_ratio, row.seed, s, 0.1
+            )
+            for s in (300, 400)
         ]
         assert row.dormant_fraction == pytest.approx(np.mean(values))
 
