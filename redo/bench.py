@@ -632,18 +632,25 @@ def _log_to_stderr(line: str) -> None:
 # --- output ---------------------------------------------------------------------------------
 
 
-def format_report(report: Report) -> str:
-    """The report as text: a header saying where and how, the loop table, the micro table."""
-    provenance, hardware = report.provenance, report.provenance["hardware"]
+def where_measured(provenance: Mapping[str, Any], date: str, wall_time_s: float) -> list[str]:
+    """Two lines saying when, with which code and on what a report was measured."""
+    hardware = provenance["hardware"]
     git = provenance.get("git") or {}
     commit = git.get("commit", "unknown")[:10] + ("+dirty" if git.get("dirty") else "")
-    budgets = {r["env"]: (r["learning_starts"], r["window_env_steps"]) for r in report.rows}
-    periods = sorted({r["redo_period"] for r in report.rows if r["redo"]})
-    lines = [
-        f"redo bench, {report.date}, commit {commit}, {report.wall_time_s:.0f} s",
+    return [
+        f"redo bench, {date}, commit {commit}, {wall_time_s:.0f} s",
         f"device {provenance['device']} ({hardware['gpu'] or hardware['cpu']}), "
         f"{hardware['logical_cores']} cores, {hardware['torch_threads']} torch thread(s), "
         f"torch {provenance['torch_version']}, python {provenance['python_version']}",
+    ]
+
+
+def format_report(report: Report) -> str:
+    """The report as text: a header saying where and how, the loop table, the micro table."""
+    budgets = {r["env"]: (r["learning_starts"], r["window_env_steps"]) for r in report.rows}
+    periods = sorted({r["redo_period"] for r in report.rows if r["redo"]})
+    lines = [
+        *where_measured(report.provenance, report.date, report.wall_time_s),
         *(
             f"{env}: {starts} random env steps, 1 warm-up + {INTERVALS} measured log intervals "
             f"= {steps} measured env steps per agent"
@@ -852,4 +859,5 @@ __all__ = [
     "run_bench",
     "run_bench_command",
     "settings_from_args",
+    "where_measured",
 ]
