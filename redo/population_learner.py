@@ -13,8 +13,8 @@ learning rate broadcast over its slice), its threshold tau and whether it recycl
 Step counts are kept per element, as :class:`redo.optim.ElementwiseAdam` keeps them, but
 stored per agent (shape ``(K, 1, ...)``, broadcast by ``adam_update_``) for as long as all
 of an agent's entries share one count, that is until a reset restarts some of them: the
-arithmetic is the same, and Adam's bias correction, a power per entry and the largest cost
-of a small network's update on a CPU, then costs K powers per tensor.
+arithmetic is the same, and Adam's bias corrections, kept per entry after a reset, then cost
+K numbers per tensor.
 
 Agents may learn on different schedules (replay ratios): ``update`` takes the agents that
 are due, and an agent that is not due keeps its parameters and optimizer state exactly, bit
@@ -46,7 +46,13 @@ from redo.config import DQNConfig, LossName
 from redo.dormant import neuron_activity, scores_from_activity
 from redo.dqn import LOSSES
 from redo.networks import q_network_for
-from redo.optim import CLOCK_RESTART, adam_update_, restart_clock_, widen_step
+from redo.optim import (
+    CLOCK_RESTART,
+    adam_update_,
+    corrections_from_step,
+    restart_clock_,
+    widen_step,
+)
 from redo.population_replay import PopulationBatch
 from redo.recycle import STEP_CHOICES, InitName, StepMode, init_like, outgoing_mask
 from redo.structure import HiddenLayer, hidden_layers
@@ -125,9 +131,9 @@ class PopulationLearner:
         self.target_params: Params = {name: p.clone() for name, p in self.params.items()}
         self.exp_avg: Params = {name: torch.zeros_like(p) for name, p in self.params.items()}
         self.exp_avg_sq: Params = {name: torch.zeros_like(p) for name, p in self.params.items()}
-        #: Adam's clock: step counts and the powers beta1 ** step and beta2 ** step (see
+        #: Adam's clock: step counts and the bias corrections 1 - beta ** step (see
         #: :mod:`redo.optim`), shaped (K, 1, ...) until a reset makes them differ within an agent
-        self.step, self.beta1_power, self.beta2_power = (
+        self.step, self.bias_correction1, self.bias_correction2 = (
             {
                 name: p.new_full((self.agents,) + (1,) * (p.dim() - 1), value)
                 for name, p in self.params.items()
@@ -214,11 +220,11 @@ class PopulationLearner:
             not_done = 1.0 - select(batch.terminated).to(torch.float32)
             td_target = select(batch.rewards) + self.gamma * not_done * next_q.max(dim=-1).values
         stored = (
-            self.params, self.exp_avg, self.exp_avg_sq, self.step, self.beta1_power,
-            self.beta2_power,
+            self.params, self.exp_avg, self.exp_avg_sq, self.step, self.bias_correction1,
+            self.bias_correction2,
         )  # fmt: skip
         selected = tuple(select(tensors) for tensors in stored)
-        params, exp_avg, exp_avg_sq, step, beta1_power, beta2_power = selected
+        params, exp_avg, exp_avg_sq, step, correction1, correction2 = selected
         grads, (loss, q_mean) = self._grad(
             params,
             select(self.buffers),
@@ -239,7 +245,7 @@ class PopulationLearner:
                     beta1=self.betas[0],
                     beta2=self.betas[1],
                     eps=self.adam_eps,
-                    powers=(beta1_power[name], beta2_power[name]),
+                    corrections=(correction1[name], correction2[name]),
                 )
             if index is None:  # the stored tensors were updated in place
                 return UpdateStats(loss=loss, q_mean=q_mean)
@@ -336,7 +342,12 @@ class PopulationLearner:
     def load_agent_state_dict(self, agent: int, state: Mapping[str, Params]) -> None:
         """Write an :meth:`agent_state_dict` into agent ``agent``'s slices. Widened step
         counts widen the population's, as the reset that widened them did, so a population
-        restored from its agents' checkpoints has the shapes (and so the arithmetic) it had."""
+        restored from its agents' checkpoints has the shapes (and so the arithmetic) it had.
+        A state saved before Adam's bias corrections were kept gets them from its counts."""
+        if "bias_correction1" not in state:
+            derived = {n: corrections_from_step(t, *self.betas) for n, t in state["step"].items()}
+            keys = ("bias_correction1", "bias_correction2")
+            state = {**state, **{key: {n: d[key] for n, d in derived.items()} for key in keys}}
         for key in _AGENT_STATE:
             stored = getattr(self, key)
             for name, tensor in state[key].items():

@@ -238,7 +238,7 @@ def _clear_state(
 
 
 def _zero_all_steps(optimizer: torch.optim.Optimizer) -> None:
-    """Restart every step count (and, for ElementwiseAdam, the powers kept with it)."""
+    """Restart every step count (and, for ElementwiseAdam, the bias corrections kept with it)."""
     for state in optimizer.state.values():
         for key, value in CLOCK_RESTART.items():
             if key not in state:

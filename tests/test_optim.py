@@ -1,4 +1,5 @@
 import copy
+import functools
 import random
 
 import pytest
@@ -10,6 +11,7 @@ from redo.optim import (
     ElementwiseAdam,
     _power,
     adam_update_,
+    corrections_from_step,
     has_elementwise_step,
     restart_clock_,
     widen_step,
@@ -309,9 +311,10 @@ def test_elementwise_adam_skips_parameters_without_gradient_and_returns_closure_
     assert (optimizer.state[model[0].weight]["step"] == 1).all()
 
 
-def test_kept_powers_equal_powers_from_the_counts_across_resets():
-    """The powers kept in the state, advanced by multiplying and restarted with the counts at
-    a reset, give the updates that powers recomputed from the counts give."""
+def test_kept_corrections_equal_corrections_from_the_counts_across_resets():
+    """The bias corrections kept in the state, advanced by lerp and restarted with the counts
+    at a reset, give the updates that corrections recomputed from the counts give, over long
+    enough for beta2's to approach 1 (their float32 rounding errors must not pile up)."""
     torch.manual_seed(0)
     param = torch.randn(4, 5)
     kept, recomputed = param.clone(), param.clone()
@@ -319,10 +322,10 @@ def test_kept_powers_equal_powers_from_the_counts_across_resets():
         {"exp_avg": torch.zeros(4, 5), "exp_avg_sq": torch.zeros(4, 5), "step": torch.zeros(1, 1)}
         for _ in range(2)
     ]
-    states[0] |= {"beta1_power": torch.ones(1, 1), "beta2_power": torch.ones(1, 1)}
+    states[0] |= {"bias_correction1": torch.zeros(1, 1), "bias_correction2": torch.zeros(1, 1)}
     rows = torch.zeros(4, 5, dtype=torch.bool)
     rows[1::2] = True
-    for t in range(300):
+    for t in range(3000):
         if t in (50, 120):  # a reset of rows 1 and 3, as redo.recycle does it
             for state in states:
                 restart_clock_(state, rows)
@@ -330,20 +333,41 @@ def test_kept_powers_equal_powers_from_the_counts_across_resets():
                 state["exp_avg_sq"][rows] = 0
         grad = torch.randn(4, 5)
         for p, state in ((kept, states[0]), (recomputed, states[1])):
-            powers = (
-                (state["beta1_power"], state["beta2_power"]) if "beta1_power" in state else None
+            corrections = (
+                (state["bias_correction1"], state["bias_correction2"])
+                if "bias_correction1" in state
+                else None
             )
             adam_update_(
                 p, grad, state["exp_avg"], state["exp_avg_sq"], state["step"],
-                lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, powers=powers,
+                lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, corrections=corrections,
             )  # fmt: skip
         torch.testing.assert_close(kept, recomputed, rtol=1e-5, atol=1e-6)
-    assert states[0]["step"].shape == (4, 5) and (states[0]["step"][rows] == 180).all()
-    assert states[0]["beta1_power"].min() >= 1e-30  # clamped: never a denormal number
+    assert states[0]["step"].shape == (4, 5) and (states[0]["step"][rows] == 2880).all()
+    exact = corrections_from_step(states[0]["step"].double(), 0.9, 0.999)
+    for key, expected in exact.items():
+        torch.testing.assert_close(states[0][key].double(), expected, rtol=0, atol=1e-6)
 
 
-def test_elementwise_adam_keeps_powers_in_its_state_dict():
+def test_elementwise_adam_keeps_corrections_in_its_state_dict():
     _, optimizer = trained("ElementwiseAdam")  # 5 steps
     state = optimizer.state_dict()["state"][0]
-    torch.testing.assert_close(state["beta1_power"], torch.full_like(state["step"], 0.9**5))
-    torch.testing.assert_close(state["beta2_power"], torch.full_like(state["step"], 0.999**5))
+    full = functools.partial(torch.full_like, state["step"])
+    torch.testing.assert_close(state["bias_correction1"], full(1 - 0.9**5))
+    torch.testing.assert_close(state["bias_correction2"], full(1 - 0.999**5))
+
+
+def test_a_state_saved_with_powers_gets_corrections_from_its_counts():
+    """States saved before the corrections were kept held ``beta ** step`` instead."""
+    model, optimizer = trained("ElementwiseAdam")  # 5 steps
+    saved = optimizer.state_dict()
+    for state in saved["state"].values():
+        state["beta1_power"] = 1 - state.pop("bias_correction1")
+        state["beta2_power"] = 1 - state.pop("bias_correction2")
+    restored = ElementwiseAdam(model.parameters(), lr=1e-2)
+    restored.load_state_dict(saved)
+    train(model, restored, steps=1)
+    state = restored.state_dict()["state"][0]
+    assert "beta1_power" not in state
+    full = functools.partial(torch.full_like, state["step"])
+    torch.testing.assert_close(state["bias_correction2"], full(1 - 0.999**6))

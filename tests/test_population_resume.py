@@ -107,9 +107,9 @@ def test_resumed_population_equals_uninterrupted_one(env_id, tmp_path, monkeypat
 
 
 def test_resume_is_exact_when_every_agent_updates_each_round(tmp_path, monkeypatch):
-    """Adam's kept powers (beta ** step, advanced by multiplying) are in the checkpoint: a
-    resumed population must not recompute them from the counts, which differs in the last
-    bits."""
+    """Adam's kept bias corrections (1 - beta ** step, advanced by lerp) are in the
+    checkpoint: a resumed population must not recompute them from the counts, which differs
+    in the last bits."""
     configs = [small("CartPole-v1", 0, redo=True, tau=0.5), small("CartPole-v1", 1)]
     straight = train_population(configs, tmp_path / "straight")
     interrupted(configs, tmp_path / "resumed", monkeypatch, 450)
