@@ -36,15 +36,24 @@ and the population at each K (per agent: the population's time divided by K), an
 score pass and ReDo check as multiples of one gradient step. They run with tau = 1 so that
 every layer has neurons to recycle: the full cost of a reset.
 
-**Threads.** ``--threads`` defaults to 1. These networks are small: their updates cost mostly
-per-operation overhead, which intra-op threads do not reduce, and on a machine shared with
-other jobs the threads' spin-waiting can slow every operation ~60x (a MinAtar update took 5 ms
-with one thread and 340 ms with two on two busy cores). ``--threads 0`` keeps torch's default.
+**Rounds.** Each loop row is measured ``--rounds`` times, in interleaved rounds (every row
+once, then every row again), and reports the round with the median speed; the speeds of all
+rounds are kept in the row. A short window on a shared machine is noisy (the same row moved by
+~20% between runs minutes apart): one slow moment then spoils one round, not a ratio.
+
+**Threads.** ``--threads`` defaults to 1. The single loop's updates cost mostly per-operation
+overhead, which intra-op threads do not reduce, and on a machine shared with other jobs the
+threads' spin-waiting can slow every operation ~60x (a MinAtar update took 5 ms with one
+thread and 340 ms with two on two busy cores). ``--threads 0`` keeps torch's default. A
+population's operations are K times larger, and split over threads well:
+``--population-threads`` gives its rows (loop and micro) their own count, so that each loop
+can be measured at the count that suits it, in one run; every row records its count.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -52,7 +61,7 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
@@ -99,6 +108,9 @@ DEFAULT_ENVS: tuple[str, ...] = ("MinAtar/Breakout-v1", "ALE/Breakout-v5")
 DEFAULT_POPULATION = {"cpu": (1, 8, 32), "cuda": (1, 8, 64, 256)}
 QUICK_POPULATION: tuple[int, ...] = (1, 8)
 DEFAULT_REPEATS, QUICK_REPEATS = 20, 5
+#: Loop measurements per row, interleaved (every row once, then again): the row reported is
+#: the round with the median speed, so a slow moment of a shared machine moves no ratio alone.
+DEFAULT_ROUNDS, QUICK_ROUNDS = 3, 1
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,8 @@ QUICK_BUDGETS: dict[EnvFamily, Budget] = {
 #: What each field of a row means, written into the JSON next to the rows.
 DEFINITIONS: dict[str, str] = {
     "env_steps_per_s": "aggregate env steps per second in the window (K x lockstep steps/s)",
+    "rounds_env_steps_per_s": "env_steps_per_s of every round; the row is the median round",
+    "threads": "torch intra-op threads the row ran with",
     "env_steps_per_s_per_agent": "env_steps_per_s / agents",
     "speedup": "env_steps_per_s / that of the single loop on the same env and ReDo setting",
     "window_env_steps": "env steps per agent in the measured window (after warm-up)",
@@ -160,6 +174,8 @@ class BenchSettings:
     redo_period: int | None = None
     repeats: int = DEFAULT_REPEATS
     threads: int = 1
+    population_threads: int | None = None
+    rounds: int = DEFAULT_ROUNDS
     device: str = "cpu"
     quick: bool = False
 
@@ -188,6 +204,8 @@ class BenchSettings:
             ("redo_period", self.redo_period, 1),
             ("repeats", self.repeats, 1),
             ("threads", self.threads, 0),
+            ("population_threads", self.population_threads, 0),
+            ("rounds", self.rounds, 1),
         ):
             if value is not None and value < minimum:
                 raise ConfigError(name, f"{name} must be an integer >= {minimum}, got {value}")
@@ -203,6 +221,11 @@ class BenchSettings:
             learning_starts=_given(self.learning_starts, budget.learning_starts),
             steps=_given(self.steps, budget.steps),
         )
+
+    @property
+    def threads_of_population(self) -> int:
+        """Intra-op threads of the population's rows (``--threads`` unless told otherwise)."""
+        return self.threads if self.population_threads is None else self.population_threads
 
     def population_for(self, env_id: str) -> tuple[int, ...]:
         """The population sizes measured on ``env_id``."""
@@ -220,6 +243,7 @@ class BenchSettings:
             f"--envs {' '.join(self.envs)}",
             f"--replay-ratio {self.replay_ratio:g}",
             f"--repeats {self.repeats}",
+            f"--rounds {self.rounds}",
             f"--threads {self.threads}",
             f"--device {self.device}",
         ]
@@ -228,6 +252,7 @@ class BenchSettings:
             ("--learning-starts", self.learning_starts),
             ("--redo-period", self.redo_period),
             ("--population", self.population and " ".join(map(str, self.population))),
+            ("--population-threads", self.population_threads),
         ):
             if value is not None:
                 parts.append(f"{option} {value}")
@@ -319,8 +344,7 @@ def run_bench(settings: BenchSettings, log: Callable[[str], None] | None = None)
     )
     for env_id in settings.envs:
         window = Window.for_budget(settings.budget(env_id), settings.replay_ratio)
-        for redo in (False, True):
-            report.rows.extend(loop_rows(env_id, window, settings, redo, log))
+        report.rows.extend(loop_rows(env_id, window, settings, log))
         report.micro.extend(micro_rows(env_id, window, settings, log))
         roofline = measure_roofline(
             bench_config(env_id, window, settings, redo=False),
@@ -361,29 +385,63 @@ def bench_config(env_id: str, window: Window, settings: BenchSettings, redo: boo
 
 
 def loop_rows(
-    env_id: str, window: Window, settings: BenchSettings, redo: bool, log: Callable[[str], None]
+    env_id: str, window: Window, settings: BenchSettings, log: Callable[[str], None]
 ) -> list[dict[str, Any]]:
-    """One row per method (and per K for the population) for one env and ReDo setting."""
-    config = bench_config(env_id, window, settings, redo)
-    measurements = [
-        functools.partial(measure_single, config, window),
-        functools.partial(measure_reference, config, window),
-        *(
-            functools.partial(measure_population, config, window, k)
-            for k in settings.population_for(env_id)
-        ),
-    ]
-    rows = []
-    for measure in measurements:
-        tic = time.perf_counter()
-        row = measure() | {"run_s": time.perf_counter() - tic}
-        log(
-            f"{env_id:<22} redo={'on ' if redo else 'off'} {row['method']:<10} "
-            f"K={row['agents']:<4} {row['env_steps_per_s']:>9.0f} env steps/s "
-            f"({row['window_s']:.1f} s window, {row['run_s']:.1f} s run)"
-        )
-        rows.append(row)
-    return rows
+    """One row per ReDo setting and method (and K for the population) on one env, each the
+    median of ``settings.rounds`` measurements taken in interleaved rounds."""
+    measurements = []
+    for redo in (False, True):
+        config = bench_config(env_id, window, settings, redo)
+        measurements += [
+            functools.partial(measure_single, config, window),
+            functools.partial(measure_reference, config, window),
+            *(
+                functools.partial(measure_population, config, window, k)
+                for k in settings.population_for(env_id)
+            ),
+        ]
+    rounds: list[list[dict[str, Any]]] = [[] for _ in measurements]
+    for _ in range(settings.rounds):
+        for measure, taken in zip(measurements, rounds, strict=True):
+            threads = (
+                settings.threads_of_population if _is_population(measure) else settings.threads
+            )
+            tic = time.perf_counter()
+            with intra_op_threads(threads):
+                row = measure() | {"threads": torch.get_num_threads()}
+            row["run_s"] = time.perf_counter() - tic
+            log(
+                f"{env_id:<22} redo={'on ' if row['redo'] else 'off'} {row['method']:<10} "
+                f"K={row['agents']:<4} {row['env_steps_per_s']:>9.0f} env steps/s "
+                f"({row['window_s']:.1f} s window, {row['run_s']:.1f} s run)"
+            )
+            taken.append(row)
+    return [median_round(taken) for taken in rounds]
+
+
+def median_round(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The round with the median speed (the slower middle one of an even count), whole, so
+    that its time shares stay those of one run, plus every round's speed."""
+    ordered = sorted(rows, key=lambda row: row["env_steps_per_s"])
+    return dict(ordered[(len(ordered) - 1) // 2]) | {
+        "rounds_env_steps_per_s": [float(row["env_steps_per_s"]) for row in rows]
+    }
+
+
+@contextlib.contextmanager
+def intra_op_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` torch intra-op threads (0: leave them as they are)."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _is_population(measure: functools.partial) -> bool:
+    return measure.func is measure_population
 
 
 def measure_single(config: DQNConfig, window: Window) -> dict[str, Any]:
@@ -473,23 +531,27 @@ def micro_rows(
     config = bench_config(env_id, window, settings, redo=True).replace(tau=MICRO_TAU)
     env = make_env(env_id, seed=SEED)
     try:
+        threads = torch.get_num_threads()
         timings = [
-            ("single", 1, micro_single(config, env, settings.repeats)),
-            ("reference", 1, micro_reference(config, env, settings.repeats)),
-            *(
-                ("population", k, micro_population(config, env, settings.repeats, k))
-                for k in settings.population_for(env_id)
-            ),
+            ("single", 1, threads, micro_single(config, env, settings.repeats)),
+            ("reference", 1, threads, micro_reference(config, env, settings.repeats)),
         ]
+        with intra_op_threads(settings.threads_of_population):
+            threads = torch.get_num_threads()
+            timings += [
+                ("population", k, threads, micro_population(config, env, settings.repeats, k))
+                for k in settings.population_for(env_id)
+            ]
     finally:
         env.close()
     rows = []
-    for method, agents, times in timings:
+    for method, agents, threads, times in timings:
         rows.append(
             {
                 "method": method,
                 "env": env_id,
                 "agents": agents,
+                "threads": threads,
                 **times,
                 "score_per_grad_step": times["score_s"] / times["grad_step_s"],
                 "redo_per_grad_step": times["redo_s"] / times["grad_step_s"],
@@ -709,6 +771,7 @@ def loop_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         "redo": "redo",
         "method": "method",
         "agents": "K",
+        "threads": "threads",
         "resets": "resets",
         "env_steps_per_s": "env steps/s",
         "env_steps_per_s_per_agent": "per agent",
@@ -717,7 +780,7 @@ def loop_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         "redo_share": "redo %",
         "score_share": "score %",
     }
-    return table[list(columns)].rename(columns=columns)
+    return table[[c for c in columns if c in table]].rename(columns=columns)  # old: no threads
 
 
 def _loop_table(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -733,13 +796,14 @@ def micro_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         "env": "env",
         "method": "method",
         "agents": "K",
+        "threads": "threads",
         "grad_step_s": "grad step ms",
         "score_s": "score ms",
         "redo_s": "redo ms",
         "score_per_grad_step": "score/grad",
         "redo_per_grad_step": "redo/grad",
     }
-    return table[list(columns)].rename(columns=columns)
+    return table[[c for c in columns if c in table]].rename(columns=columns)  # old: no threads
 
 
 def _micro_table(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -758,6 +822,8 @@ OPTIONS: dict[str, str] = {
     "redo_period": "--redo-period",
     "repeats": "--repeats",
     "threads": "--threads",
+    "population_threads": "--population-threads",
+    "rounds": "--rounds",
     "device": "--device",
 }
 
@@ -774,7 +840,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         ("--learning-starts", {"type": int, "metavar": "N", "help": "env steps of random play before learning (default: per env family, below)"}),
         ("--redo-period", {"type": int, "metavar": "N", "help": f"gradient steps between resets in the ReDo rows (default: one log interval, at most {MAX_REDO_PERIOD}, so that at least {INTERVALS} resets fall in the window)"}),
         ("--repeats", {"type": int, "metavar": "N", "help": f"timed calls per micro-benchmark, after {WARMUP_CALLS} warm-up calls (default: {DEFAULT_REPEATS}; --quick: {QUICK_REPEATS})"}),
+        ("--rounds", {"type": int, "metavar": "R", "help": f"interleaved measurements of every loop row; each row reports its median round (default: {DEFAULT_ROUNDS}; --quick: {QUICK_ROUNDS})"}),
         ("--threads", {"type": int, "default": 1, "metavar": "N", "help": "torch intra-op threads, 0 for torch's default (default: 1; why: see redo.bench)"}),
+        ("--population-threads", {"type": int, "metavar": "N", "help": "torch intra-op threads of the population rows (default: --threads)"}),
         ("--device", {"default": device, "help": f"torch device, cpu or cuda (default here: {device})"}),
         ("--out", {"default": "bench.json", "metavar": "PATH", "help": "JSON file of the results (default: bench.json)"}),
         ("--quick", {"action": "store_true", "help": "smoke run: the --quick budgets, K in 1 8, fewer repeats"}),
@@ -809,6 +877,8 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
         redo_period=args.redo_period,
         repeats=_given(args.repeats, QUICK_REPEATS if args.quick else DEFAULT_REPEATS),
         threads=args.threads,
+        population_threads=args.population_threads,
+        rounds=_given(args.rounds, QUICK_ROUNDS if args.quick else DEFAULT_ROUNDS),
         device=str(torch.device(args.device)),
         quick=args.quick,
     )

@@ -73,19 +73,25 @@ def device_type(report: Mapping[str, Any]) -> str:
 def target_checks(report: Mapping[str, Any]) -> pd.DataFrame:
     """One row per (target, env, ReDo setting): measured value, goal, and whether it is met."""
     rows = pd.DataFrame(report["rows"])
+    if "threads" not in rows:  # reports written before rows recorded their threads
+        rows["threads"] = report["provenance"]["hardware"]["torch_threads"]
     checks = []
     for (env, redo), group in rows.groupby(["env", "redo"], sort=False):
         by_method = group.set_index(["method", "agents"])["env_steps_per_s"]
+        threads = group.set_index(["method", "agents"])["threads"]
         label = f"{env}, ReDo {'on' if redo else 'off'}"
         single = by_method[("single", 1)]
         if ("reference", 1) in by_method:
-            checks.append(
-                _check("single / reference loop", label, single / by_method[("reference", 1)], 1.0)
-            )
+            ratio = single / by_method[("reference", 1)]
+            checks.append(_check("single / reference loop", label, ratio, 1.0))
         agents, goal = POPULATION_TARGETS[device_type(report)]
         if ("population", agents) in by_method:
             speedup = by_method[("population", agents)] / single
-            checks.append(_check(f"population K={agents} / single", label, speedup, goal))
+            name = (
+                f"population K={agents} / single "
+                f"(threads {threads[('population', agents)]} / {threads[('single', 1)]})"
+            )
+            checks.append(_check(name, label, speedup, goal))
         if redo:
             for _, row in group[group["method"].isin(["single", "population"])].iterrows():
                 cost = redo_cost_share(row)

@@ -10,6 +10,7 @@ import torch
 from redo.bench import (
     Budget,
     Window,
+    median_round,
     median_time,
     micro_population,
     micro_reference,
@@ -24,7 +25,7 @@ from redo.reference_loop import run_reference, seed_redo_check, train_schedule
 #: A CartPole benchmark of a few seconds: K in (1, 2), 40 measured env steps.
 TINY_BENCH = [
     "bench", "--envs", "CartPole-v1", "--population", "1", "2", "--steps", "40",
-    "--learning-starts", "50", "--repeats", "1", "--device", "cpu",
+    "--learning-starts", "50", "--repeats", "1", "--rounds", "1", "--device", "cpu",
 ]  # fmt: skip
 
 
@@ -110,7 +111,8 @@ def test_help_lists_every_option(capsys):
     text = capsys.readouterr().out
     for option in (
         "--envs", "--replay-ratio", "--population", "--steps", "--learning-starts",
-        "--redo-period", "--repeats", "--threads", "--device", "--out", "--quick",
+        "--redo-period", "--repeats", "--rounds", "--threads", "--population-threads",
+        "--device", "--out", "--quick",
     ):  # fmt: skip
         assert option in text
     assert "minatar" in text and "atari" in text  # the per-family budgets
@@ -124,6 +126,8 @@ def test_help_lists_every_option(capsys):
         (["--population", "2", "2"], "argument --population: population must be distinct"),
         (["--envs", "MinAtar/Pong-v1"], "argument --envs: unsupported environment id"),
         (["--steps", "2"], "argument --steps: steps must be an integer >= 4"),
+        (["--rounds", "0"], "argument --rounds: rounds must be an integer >= 1"),
+        (["--population-threads", "-1"], "argument --population-threads: population_threads"),
     ],
 )
 def test_bad_values_exit_2_naming_the_option(capsys, argv, message):
@@ -159,3 +163,27 @@ def test_a_tiny_bench_writes_one_row_per_method_env_redo_and_k(tmp_path, capsys)
     ]  # fmt: skip
     printed = capsys.readouterr().out
     assert "env steps/s" in printed and "redo/grad" in printed
+
+
+def test_rows_are_median_rounds_and_population_rows_run_with_their_threads(tmp_path):
+    out = tmp_path / "bench.json"
+    argv = [*TINY_BENCH, "--population", "2", "--rounds", "3", "--population-threads", "2"]
+    assert main([*argv, "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert "--rounds 3" in report["command"] and "--population-threads 2" in report["command"]
+    for row in report["rows"]:
+        speeds = row["rounds_env_steps_per_s"]
+        assert len(speeds) == 3 and row["env_steps_per_s"] == sorted(speeds)[1]
+        assert row["threads"] == (2 if row["method"] == "population" else 1)
+    assert {r["method"]: r["threads"] for r in report["micro"]} == {
+        "single": 1, "reference": 1, "population": 2,
+    }  # fmt: skip
+    assert torch.get_num_threads() == 1  # the population's threads were given back
+
+
+def test_median_round_is_one_whole_round_the_slower_middle_of_an_even_count():
+    rounds = [{"env_steps_per_s": v, "update_share": v / 10} for v in (30.0, 10.0, 20.0, 40.0)]
+    row = median_round(rounds)
+    assert row["env_steps_per_s"] == 20.0 and row["update_share"] == 2.0
+    assert row["rounds_env_steps_per_s"] == [30.0, 10.0, 20.0, 40.0]
+    assert median_round(rounds[:3])["env_steps_per_s"] == 20.0

@@ -15,9 +15,10 @@ from redo.performance import (
 )
 
 
-def row(method, agents, sps, redo=False, redo_share=0.0, score_share=0.0):
+def row(method, agents, sps, redo=False, redo_share=0.0, score_share=0.0, threads=1):
     return {
         "method": method,
+        "threads": threads,
         "env": "MinAtar/Breakout-v1",
         "redo": redo,
         "agents": agents,
@@ -39,7 +40,7 @@ def report(device="cpu", rows=None, roofline=()):
         or [
             row("single", 1, 300.0),
             row("reference", 1, 400.0),
-            row("population", 8, 600.0),
+            row("population", 8, 600.0, threads=2),
             row("single", 1, 290.0, redo=True, redo_share=0.05, score_share=0.01),
             row("reference", 1, 250.0, redo=True),
         ],
@@ -53,8 +54,9 @@ def test_target_checks_compare_ratios_with_goals():
     off = "MinAtar/Breakout-v1, ReDo off"
     assert checks.loc[("single / reference loop", off), "measured"] == pytest.approx(0.75)
     assert not checks.loc[("single / reference loop", off), "met"]
-    assert checks.loc[("population K=8 / single", off), "measured"] == pytest.approx(2.0)
-    assert checks.loc[("population K=8 / single", off), "met"]
+    population = "population K=8 / single (threads 2 / 1)"
+    assert checks.loc[(population, off), "measured"] == pytest.approx(2.0)
+    assert checks.loc[(population, off), "met"]
     on = "MinAtar/Breakout-v1, ReDo on"
     assert checks.loc[("single / reference loop", on), "met"]  # 290 / 250
     whole = checks.loc[("ReDo on / off, env steps/s, single K=1", "MinAtar/Breakout-v1")]
@@ -65,8 +67,17 @@ def test_gpu_reports_use_the_gpu_target():
     rows = [row("single", 1, 100.0), row("population", 64, 2_900.0)]
     checks = target_checks(report("cuda:0", rows))
     (population,) = checks[checks["target"].str.startswith("population")].itertuples()
-    assert population.target == "population K=64 / single"
+    assert population.target == "population K=64 / single (threads 1 / 1)"
     assert population.measured == pytest.approx(29.0) and not population.met
+
+
+def test_reports_without_threads_per_row_take_the_reports_thread_count():
+    rows = [row("single", 1, 100.0), row("population", 8, 200.0)]
+    for r in rows:
+        del r["threads"]
+    old = report(rows=rows) | {"provenance": {"device": "cpu", "hardware": {"torch_threads": 1}}}
+    (population,) = target_checks(old).itertuples()
+    assert population.target == "population K=8 / single (threads 1 / 1)"
 
 
 def test_redo_cost_is_rescaled_to_the_papers_period_and_log_interval():
