@@ -53,6 +53,7 @@ def adam_update_(
     beta2: float,
     eps: float,
     corrections: tuple[Tensor, Tensor] | None = None,
+    scratch: Tensor | None = None,
 ) -> None:
     """One Adam update in place, with ``step`` a tensor broadcastable to ``param``.
 
@@ -61,12 +62,17 @@ def adam_update_(
     updates one network or a stacked population (``lr`` may then broadcast per agent).
     ``corrections``, if given, are ``(1 - beta1 ** step, 1 - beta2 ** step)`` shaped like
     ``step``: they are advanced in place instead of being recomputed from ``step``.
+    ``scratch``, a tensor shaped like ``param``, receives the denominator; without it each
+    update allocates one, and a fresh allocation of a few MiB costs ~10x an element-wise pass
+    (the allocator hands out new pages, which fault in and are zeroed one by one).
     """
     step.add_(1)
     exp_avg.lerp_(grad, 1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
     if corrections is not None and _one_count_on_cpu(step, lr):
-        _scalar_corrections(param, exp_avg, exp_avg_sq, step, corrections, lr, beta1, beta2, eps)
+        _scalar_corrections(
+            param, exp_avg, exp_avg_sq, step, corrections, lr, beta1, beta2, eps, scratch
+        )
         return
     if corrections is None:
         correction1, correction2 = 1 - _power(beta1, step), 1 - _power(beta2, step)
@@ -76,7 +82,7 @@ def adam_update_(
         correction1.lerp_(one, 1 - beta1)
         correction2.lerp_(one, 1 - beta2)
     # lr * (m / c1) / (sqrt(v / c2) + eps), with one denominator: (sqrt(v / c2) + eps) * c1 / lr
-    denom = exp_avg_sq.div(correction2).sqrt_().add_(eps).mul_(correction1)
+    denom = torch.div(exp_avg_sq, correction2, out=scratch).sqrt_().add_(eps).mul_(correction1)
     if isinstance(lr, Tensor):
         param.addcdiv_(exp_avg, denom.div_(lr), value=-1)
     else:
@@ -98,6 +104,7 @@ def _scalar_corrections(
     beta1: float,
     beta2: float,
     eps: float,
+    scratch: Tensor | None,
 ) -> None:
     """The end of :func:`adam_update_` while every entry has the same count, on a CPU: the
     bias corrections as Python numbers, as ``torch.optim.Adam`` computes them there. Each
@@ -108,7 +115,7 @@ def _scalar_corrections(
     correction1, correction2 = 1 - beta1**count, 1 - beta2**count
     corrections[0].fill_(correction1)
     corrections[1].fill_(correction2)
-    denom = exp_avg_sq.sqrt().div_(math.sqrt(correction2)).add_(eps)
+    denom = torch.sqrt(exp_avg_sq, out=scratch).div_(math.sqrt(correction2)).add_(eps)
     param.addcdiv_(exp_avg, denom, value=-lr / correction1)
 
 
@@ -183,6 +190,9 @@ class ElementwiseAdam(torch.optim.Optimizer):
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
         super().__init__(params, defaults)
+        #: one buffer per parameter for Adam's denominator (see :func:`adam_update_`): not
+        #: state, since it holds nothing between steps
+        self._scratch: dict[Tensor, Tensor] = {}
 
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
@@ -218,8 +228,14 @@ class ElementwiseAdam(torch.optim.Optimizer):
                     beta2=beta2,
                     eps=group["eps"],
                     corrections=_corrections(state, beta1, beta2),
+                    scratch=self._scratch_for(param),
                 )
         return loss
+
+    def _scratch_for(self, param: Tensor) -> Tensor:
+        if param not in self._scratch:
+            self._scratch[param] = torch.empty_like(param, memory_format=torch.preserve_format)
+        return self._scratch[param]
 
 
 def _corrections(state: dict[str, Tensor], beta1: float, beta2: float) -> tuple[Tensor, Tensor]:

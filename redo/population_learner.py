@@ -131,6 +131,8 @@ class PopulationLearner:
         self.target_params: Params = {name: p.clone() for name, p in self.params.items()}
         self.exp_avg: Params = {name: torch.zeros_like(p) for name, p in self.params.items()}
         self.exp_avg_sq: Params = {name: torch.zeros_like(p) for name, p in self.params.items()}
+        #: Adam's denominators when every agent updates (see :func:`redo.optim.adam_update_`)
+        self._scratch: Params = {name: torch.empty_like(p) for name, p in self.params.items()}
         #: Adam's clock: step counts and the bias corrections 1 - beta ** step (see
         #: :mod:`redo.optim`), shaped (K, 1, ...) until a reset makes them differ within an agent
         self.step, self.bias_correction1, self.bias_correction2 = (
@@ -142,6 +144,9 @@ class PopulationLearner:
         )
         self.device = next(iter(self.params.values())).device
         self.lr = torch.tensor(lr, dtype=torch.float32, device=self.device)
+        #: the learning rate as a Python number when all agents share it: Adam then scales
+        #: by it inside its last operation instead of in one more pass over every tensor
+        self._shared_lr = float(lr[0]) if len(set(lr)) == 1 else None
         self.tau = torch.tensor(tau, dtype=torch.float32, device=self.device)
         self.redo = torch.tensor(redo, dtype=torch.bool, device=self.device)
         self.gamma, self.adam_eps, self.betas = gamma, adam_eps, betas
@@ -241,11 +246,14 @@ class PopulationLearner:
                     exp_avg[name],
                     exp_avg_sq[name],
                     step[name],
-                    lr=lr.view(-1, *[1] * (param.dim() - 1)),
+                    lr=self._shared_lr
+                    if self._shared_lr is not None
+                    else lr.view(-1, *[1] * (param.dim() - 1)),
                     beta1=self.betas[0],
                     beta2=self.betas[1],
                     eps=self.adam_eps,
                     corrections=(correction1[name], correction2[name]),
+                    scratch=self._scratch[name] if index is None else None,
                 )
             if index is None:  # the stored tensors were updated in place
                 return UpdateStats(loss=loss, q_mean=q_mean)
