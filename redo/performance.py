@@ -6,7 +6,9 @@ each into the table of targets that the Performance chapter prints: which target
 measured value, the goal, and whether it was met. The checks are functions of the report
 alone, so a reader's own report is judged by exactly the same rules.
 
-**Targets** (ratios within one report, so that both sides ran on the same machine):
+**Targets** (ratios within one report, so that both sides ran on the same machine; with
+``--rounds``, the median of the ratios of rounds measured side by side,
+:func:`redo.bench.speed_ratio`):
 
 * the single-agent loop is at least as fast as the reference loop (env steps/s);
 * on a CPU a population of 8 reaches 1.5x the single loop's aggregate env steps/s, on a GPU
@@ -32,7 +34,7 @@ from typing import Any
 
 import pandas as pd
 
-from redo.bench import INTERVALS  # the measured window is this many log intervals
+from redo.bench import INTERVALS, speed_ratio  # INTERVALS: log intervals in the window
 
 #: The paper's recycling period and the log interval the shares are rescaled to.
 PAPER_REDO_PERIOD = 1_000
@@ -77,23 +79,24 @@ def target_checks(report: Mapping[str, Any]) -> pd.DataFrame:
         rows["threads"] = report["provenance"]["hardware"]["torch_threads"]
     checks = []
     for (env, redo), group in rows.groupby(["env", "redo"], sort=False):
-        by_method = group.set_index(["method", "agents"])["env_steps_per_s"]
-        threads = group.set_index(["method", "agents"])["threads"]
+        by_method = {(r["method"], r["agents"]): r for r in group.to_dict("records")}
         label = f"{env}, ReDo {'on' if redo else 'off'}"
         single = by_method[("single", 1)]
         if ("reference", 1) in by_method:
-            ratio = single / by_method[("reference", 1)]
+            ratio = speed_ratio(single, by_method[("reference", 1)])
             checks.append(_check("single / reference loop", label, ratio, 1.0))
         agents, goal = POPULATION_TARGETS[device_type(report)]
         if ("population", agents) in by_method:
-            speedup = by_method[("population", agents)] / single
+            population = by_method[("population", agents)]
             name = (
                 f"population K={agents} / single "
-                f"(threads {threads[('population', agents)]} / {threads[('single', 1)]})"
+                f"(threads {population['threads']} / {single['threads']})"
             )
-            checks.append(_check(name, label, speedup, goal))
+            checks.append(_check(name, label, speed_ratio(population, single), goal))
         if redo:
-            for _, row in group[group["method"].isin(["single", "population"])].iterrows():
+            for row in group.to_dict("records"):
+                if row["method"] not in ("single", "population"):
+                    continue
                 cost = redo_cost_share(row)
                 name = f"ReDo cost, {row['method']} K={row['agents']}"
                 checks.append(_check(name, env, cost, REDO_COST_TARGET, at_most=True))
@@ -104,7 +107,7 @@ def target_checks(report: Mapping[str, Any]) -> pd.DataFrame:
                     & (rows["agents"] == row["agents"])
                 ]
                 if len(off):
-                    ratio = row["env_steps_per_s"] / off["env_steps_per_s"].iloc[0]
+                    ratio = speed_ratio(row, off.to_dict("records")[0])
                     name = f"ReDo on / off, env steps/s, {row['method']} K={row['agents']}"
                     checks.append(_check(name, env, ratio, 1 - REDO_COST_TARGET))
     return pd.DataFrame(checks)

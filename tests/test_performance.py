@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from redo.bench import INTERVALS
+from redo.bench import INTERVALS, speed_ratio
 from redo.performance import (
     load_reports,
     population_bound,
@@ -78,6 +78,17 @@ def test_reports_without_threads_per_row_take_the_reports_thread_count():
     old = report(rows=rows) | {"provenance": {"device": "cpu", "hardware": {"torch_threads": 1}}}
     (population,) = target_checks(old).itertuples()
     assert population.target == "population K=8 / single (threads 1 / 1)"
+
+
+def test_ratios_pair_the_rounds_measured_side_by_side():
+    """A slow moment of the machine slows both rows of its round: the check divides round by
+    round, so a ratio of medians taken from different rounds cannot fake or hide a speed-up."""
+    single = row("single", 1, 200.0) | {"rounds_env_steps_per_s": [100.0, 200.0, 400.0]}
+    population = row("population", 8, 300.0) | {"rounds_env_steps_per_s": [150.0, 300.0, 1000.0]}
+    (check,) = target_checks(report(rows=[single, population])).itertuples()
+    assert check.measured == pytest.approx(1.5)  # median of 1.5, 1.5, 2.5
+    assert speed_ratio(population, single) == pytest.approx(1.5)
+    assert speed_ratio(row("single", 1, 100.0), row("single", 1, 50.0)) == 2.0  # no rounds
 
 
 def test_redo_cost_is_rescaled_to_the_papers_period_and_log_interval():
