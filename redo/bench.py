@@ -41,13 +41,14 @@ once, then every row again), and reports the round with the median speed; the sp
 rounds are kept in the row. A short window on a shared machine is noisy (the same row moved by
 ~20% between runs minutes apart): one slow moment then spoils one round, not a ratio.
 
-**Threads.** ``--threads`` defaults to 1. The single loop's updates cost mostly per-operation
-overhead, which intra-op threads do not reduce, and on a machine shared with other jobs the
-threads' spin-waiting can slow every operation ~60x (a MinAtar update took 5 ms with one
-thread and 340 ms with two on two busy cores). ``--threads 0`` keeps torch's default. A
-population's operations are K times larger, and split over threads well:
-``--population-threads`` gives its rows (loop and micro) their own count, so that each loop
-can be measured at the count that suits it, in one run; every row records its count.
+**Threads.** ``--threads`` defaults to 1. Small updates cost mostly per-operation overhead,
+which intra-op threads do not reduce, and on a machine shared with other jobs the threads'
+spin-waiting can slow every operation ~60x (a MinAtar update took 5 ms with one thread and
+340 ms with two on two busy cores). ``--threads 0`` keeps torch's default. A population's
+operations are K times larger and split over threads better; an Atari network's may too.
+``--threads 1 2`` measures every loop row at each count, in the same rounds, so that each
+loop can be judged at the count that suits it (:mod:`redo.performance` does); every row
+records its count. The micro-benchmarks and the roofline run at the first count.
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ DEFINITIONS: dict[str, str] = {
     "rounds_env_steps_per_s": "env_steps_per_s of every round; the row is the median round",
     "threads": "torch intra-op threads the row ran with",
     "env_steps_per_s_per_agent": "env_steps_per_s / agents",
-    "speedup": "speed over the single loop's on the same env and ReDo setting: the median of the per-round ratios",
+    "speedup": "speed over the single loop's on the same env, ReDo setting and threads: the median of the per-round ratios",
     "window_env_steps": "env steps per agent in the measured window (after warm-up)",
     "resets": "ReDo resets per agent in the window (0 without ReDo)",
     "update_share": "share of the window in minibatch sampling + updates (loop's own timer)",
@@ -173,8 +174,7 @@ class BenchSettings:
     learning_starts: int | None = None
     redo_period: int | None = None
     repeats: int = DEFAULT_REPEATS
-    threads: int = 1
-    population_threads: int | None = None
+    threads: tuple[int, ...] = (1,)
     rounds: int = DEFAULT_ROUNDS
     device: str = "cpu"
     quick: bool = False
@@ -191,6 +191,10 @@ class BenchSettings:
             train_schedule(self.replay_ratio)
         except ValueError as err:
             raise ConfigError("replay_ratio", str(err)) from err
+        if not self.threads or len(set(self.threads)) != len(self.threads):
+            raise ConfigError(
+                "threads", f"threads must be distinct counts, got {list(self.threads)}"
+            )
         if self.population is not None and (
             not self.population or len(set(self.population)) != len(self.population)
         ):
@@ -203,8 +207,7 @@ class BenchSettings:
             ("learning_starts", self.learning_starts, 1),
             ("redo_period", self.redo_period, 1),
             ("repeats", self.repeats, 1),
-            ("threads", self.threads, 0),
-            ("population_threads", self.population_threads, 0),
+            ("threads", min(self.threads or [1]), 0),
             ("rounds", self.rounds, 1),
         ):
             if value is not None and value < minimum:
@@ -221,11 +224,6 @@ class BenchSettings:
             learning_starts=_given(self.learning_starts, budget.learning_starts),
             steps=_given(self.steps, budget.steps),
         )
-
-    @property
-    def threads_of_population(self) -> int:
-        """Intra-op threads of the population's rows (``--threads`` unless told otherwise)."""
-        return self.threads if self.population_threads is None else self.population_threads
 
     def population_for(self, env_id: str) -> tuple[int, ...]:
         """The population sizes measured on ``env_id``."""
@@ -244,7 +242,7 @@ class BenchSettings:
             f"--replay-ratio {self.replay_ratio:g}",
             f"--repeats {self.repeats}",
             f"--rounds {self.rounds}",
-            f"--threads {self.threads}",
+            f"--threads {' '.join(map(str, self.threads))}",
             f"--device {self.device}",
         ]
         for option, value in (
@@ -252,7 +250,6 @@ class BenchSettings:
             ("--learning-starts", self.learning_starts),
             ("--redo-period", self.redo_period),
             ("--population", self.population and " ".join(map(str, self.population))),
-            ("--population-threads", self.population_threads),
         ):
             if value is not None:
                 parts.append(f"{option} {value}")
@@ -335,8 +332,8 @@ def run_bench(settings: BenchSettings, log: Callable[[str], None] | None = None)
     """
     log = log or _log_to_stderr
     start = time.perf_counter()
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
+    if settings.threads[0]:
+        torch.set_num_threads(settings.threads[0])
     report = Report(
         settings=settings,
         provenance=collect_provenance(settings.device),
@@ -387,32 +384,31 @@ def bench_config(env_id: str, window: Window, settings: BenchSettings, redo: boo
 def loop_rows(
     env_id: str, window: Window, settings: BenchSettings, log: Callable[[str], None]
 ) -> list[dict[str, Any]]:
-    """One row per ReDo setting and method (and K for the population) on one env, each the
-    median of ``settings.rounds`` measurements taken in interleaved rounds."""
+    """One row per ReDo setting, thread count and method (and K for the population) on one
+    env, each the median of ``settings.rounds`` measurements taken in interleaved rounds."""
     measurements = []
     for redo in (False, True):
         config = bench_config(env_id, window, settings, redo)
-        measurements += [
-            functools.partial(measure_single, config, window),
-            functools.partial(measure_reference, config, window),
-            *(
-                functools.partial(measure_population, config, window, k)
-                for k in settings.population_for(env_id)
-            ),
-        ]
+        for threads in settings.threads:
+            measurements += [
+                (threads, functools.partial(measure_single, config, window)),
+                (threads, functools.partial(measure_reference, config, window)),
+                *(
+                    (threads, functools.partial(measure_population, config, window, k))
+                    for k in settings.population_for(env_id)
+                ),
+            ]
     rounds: list[list[dict[str, Any]]] = [[] for _ in measurements]
     for _ in range(settings.rounds):
-        for measure, taken in zip(measurements, rounds, strict=True):
-            threads = (
-                settings.threads_of_population if _is_population(measure) else settings.threads
-            )
+        for (threads, measure), taken in zip(measurements, rounds, strict=True):
             tic = time.perf_counter()
             with intra_op_threads(threads):
                 row = measure() | {"threads": torch.get_num_threads()}
             row["run_s"] = time.perf_counter() - tic
             log(
                 f"{env_id:<22} redo={'on ' if row['redo'] else 'off'} {row['method']:<10} "
-                f"K={row['agents']:<4} {row['env_steps_per_s']:>9.0f} env steps/s "
+                f"K={row['agents']:<4} threads={row['threads']} "
+                f"{row['env_steps_per_s']:>9.0f} env steps/s "
                 f"({row['window_s']:.1f} s window, {row['run_s']:.1f} s run)"
             )
             taken.append(row)
@@ -438,10 +434,6 @@ def intra_op_threads(threads: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def _is_population(measure: functools.partial) -> bool:
-    return measure.func is measure_population
 
 
 def measure_single(config: DQNConfig, window: Window) -> dict[str, Any]:
@@ -515,10 +507,12 @@ def _loop_row(
 
 
 def add_speedups(rows: list[dict[str, Any]]) -> None:
-    """Each row's ``speedup``: its speed over the single loop's on the same env and ReDo."""
-    single = {(r["env"], r["redo"]): r for r in rows if r["method"] == "single"}
+    """Each row's ``speedup``: its speed over the single loop's on the same env and ReDo
+    setting, at the same thread count."""
+    key = ("env", "redo", "threads")
+    single = {tuple(r[k] for k in key): r for r in rows if r["method"] == "single"}
     for row in rows:
-        row["speedup"] = speed_ratio(row, single[row["env"], row["redo"]])
+        row["speedup"] = speed_ratio(row, single[tuple(row[k] for k in key)])
 
 
 def speed_ratio(row: Mapping[str, Any], other: Mapping[str, Any]) -> float:
@@ -541,27 +535,24 @@ def micro_rows(
     config = bench_config(env_id, window, settings, redo=True).replace(tau=MICRO_TAU)
     env = make_env(env_id, seed=SEED)
     try:
-        threads = torch.get_num_threads()
         timings = [
-            ("single", 1, threads, micro_single(config, env, settings.repeats)),
-            ("reference", 1, threads, micro_reference(config, env, settings.repeats)),
-        ]
-        with intra_op_threads(settings.threads_of_population):
-            threads = torch.get_num_threads()
-            timings += [
-                ("population", k, threads, micro_population(config, env, settings.repeats, k))
+            ("single", 1, micro_single(config, env, settings.repeats)),
+            ("reference", 1, micro_reference(config, env, settings.repeats)),
+            *(
+                ("population", k, micro_population(config, env, settings.repeats, k))
                 for k in settings.population_for(env_id)
-            ]
+            ),
+        ]
     finally:
         env.close()
     rows = []
-    for method, agents, threads, times in timings:
+    for method, agents, times in timings:
         rows.append(
             {
                 "method": method,
                 "env": env_id,
                 "agents": agents,
-                "threads": threads,
+                "threads": torch.get_num_threads(),
                 **times,
                 "score_per_grad_step": times["score_s"] / times["grad_step_s"],
                 "redo_per_grad_step": times["redo_s"] / times["grad_step_s"],
@@ -832,7 +823,6 @@ OPTIONS: dict[str, str] = {
     "redo_period": "--redo-period",
     "repeats": "--repeats",
     "threads": "--threads",
-    "population_threads": "--population-threads",
     "rounds": "--rounds",
     "device": "--device",
 }
@@ -851,8 +841,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         ("--redo-period", {"type": int, "metavar": "N", "help": f"gradient steps between resets in the ReDo rows (default: one log interval, at most {MAX_REDO_PERIOD}, so that at least {INTERVALS} resets fall in the window)"}),
         ("--repeats", {"type": int, "metavar": "N", "help": f"timed calls per micro-benchmark, after {WARMUP_CALLS} warm-up calls (default: {DEFAULT_REPEATS}; --quick: {QUICK_REPEATS})"}),
         ("--rounds", {"type": int, "metavar": "R", "help": f"interleaved measurements of every loop row; each row reports its median round (default: {DEFAULT_ROUNDS}; --quick: {QUICK_ROUNDS})"}),
-        ("--threads", {"type": int, "default": 1, "metavar": "N", "help": "torch intra-op threads, 0 for torch's default (default: 1; why: see redo.bench)"}),
-        ("--population-threads", {"type": int, "metavar": "N", "help": "torch intra-op threads of the population rows (default: --threads)"}),
+        ("--threads", {"nargs": "+", "type": int, "default": [1], "metavar": "N", "help": "torch intra-op threads, 0 for torch's default; several: every loop row at each (default: 1; why: see redo.bench)"}),
         ("--device", {"default": device, "help": f"torch device, cpu or cuda (default here: {device})"}),
         ("--out", {"default": "bench.json", "metavar": "PATH", "help": "JSON file of the results (default: bench.json)"}),
         ("--quick", {"action": "store_true", "help": "smoke run: the --quick budgets, K in 1 8, fewer repeats"}),
@@ -886,8 +875,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
         learning_starts=args.learning_starts,
         redo_period=args.redo_period,
         repeats=_given(args.repeats, QUICK_REPEATS if args.quick else DEFAULT_REPEATS),
-        threads=args.threads,
-        population_threads=args.population_threads,
+        threads=tuple(args.threads),
         rounds=_given(args.rounds, QUICK_ROUNDS if args.quick else DEFAULT_ROUNDS),
         device=str(torch.device(args.device)),
         quick=args.quick,

@@ -111,8 +111,7 @@ def test_help_lists_every_option(capsys):
     text = capsys.readouterr().out
     for option in (
         "--envs", "--replay-ratio", "--population", "--steps", "--learning-starts",
-        "--redo-period", "--repeats", "--rounds", "--threads", "--population-threads",
-        "--device", "--out", "--quick",
+        "--redo-period", "--repeats", "--rounds", "--threads", "--device", "--out", "--quick",
     ):  # fmt: skip
         assert option in text
     assert "minatar" in text and "atari" in text  # the per-family budgets
@@ -127,7 +126,7 @@ def test_help_lists_every_option(capsys):
         (["--envs", "MinAtar/Pong-v1"], "argument --envs: unsupported environment id"),
         (["--steps", "2"], "argument --steps: steps must be an integer >= 4"),
         (["--rounds", "0"], "argument --rounds: rounds must be an integer >= 1"),
-        (["--population-threads", "-1"], "argument --population-threads: population_threads"),
+        (["--threads", "1", "1"], "argument --threads: threads must be distinct counts"),
     ],
 )
 def test_bad_values_exit_2_naming_the_option(capsys, argv, message):
@@ -165,20 +164,21 @@ def test_a_tiny_bench_writes_one_row_per_method_env_redo_and_k(tmp_path, capsys)
     assert "env steps/s" in printed and "redo/grad" in printed
 
 
-def test_rows_are_median_rounds_and_population_rows_run_with_their_threads(tmp_path):
+def test_rows_are_median_rounds_measured_at_each_thread_count(tmp_path):
     out = tmp_path / "bench.json"
-    argv = [*TINY_BENCH, "--population", "2", "--rounds", "3", "--population-threads", "2"]
+    argv = [*TINY_BENCH, "--population", "2", "--rounds", "3", "--threads", "1", "2"]
     assert main([*argv, "--out", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert "--rounds 3" in report["command"] and "--population-threads 2" in report["command"]
+    assert "--rounds 3" in report["command"] and "--threads 1 2" in report["command"]
+    keys = sorted((r["method"], r["redo"], r["threads"]) for r in report["rows"])
+    methods = ("population", "reference", "single")
+    assert keys == sorted((m, redo, t) for m in methods for redo in (False, True) for t in (1, 2))
     for row in report["rows"]:
         speeds = row["rounds_env_steps_per_s"]
         assert len(speeds) == 3 and row["env_steps_per_s"] == sorted(speeds)[1]
-        assert row["threads"] == (2 if row["method"] == "population" else 1)
-    assert {r["method"]: r["threads"] for r in report["micro"]} == {
-        "single": 1, "reference": 1, "population": 2,
-    }  # fmt: skip
-    assert torch.get_num_threads() == 1  # the population's threads were given back
+    assert {r["threads"] for r in report["micro"]} == {1}  # at the first count
+    singles = {r["threads"]: r for r in report["rows"] if r["method"] == "single"}
+    assert all(r["speedup"] == 1.0 for r in singles.values())  # each against its own count
 
 
 def test_median_round_is_one_whole_round_the_slower_middle_of_an_even_count():

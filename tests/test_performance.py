@@ -52,14 +52,16 @@ def report(device="cpu", rows=None, roofline=()):
 def test_target_checks_compare_ratios_with_goals():
     checks = target_checks(report()).set_index(["target", "where"])
     off = "MinAtar/Breakout-v1, ReDo off"
-    assert checks.loc[("single / reference loop", off), "measured"] == pytest.approx(0.75)
-    assert not checks.loc[("single / reference loop", off), "met"]
+    assert checks.loc[("single / reference loop (threads 1)", off), "measured"] == pytest.approx(
+        0.75
+    )
+    assert not checks.loc[("single / reference loop (threads 1)", off), "met"]
     population = "population K=8 / single (threads 2 / 1)"
     assert checks.loc[(population, off), "measured"] == pytest.approx(2.0)
     assert checks.loc[(population, off), "met"]
     on = "MinAtar/Breakout-v1, ReDo on"
-    assert checks.loc[("single / reference loop", on), "met"]  # 290 / 250
-    whole = checks.loc[("ReDo on / off, env steps/s, single K=1", "MinAtar/Breakout-v1")]
+    assert checks.loc[("single / reference loop (threads 1)", on), "met"]  # 290 / 250
+    whole = checks.loc[("ReDo on / off, env steps/s, single K=1, threads 1", "MinAtar/Breakout-v1")]
     assert whole["measured"] == pytest.approx(290 / 300) and not whole["met"]  # 0.967 < 0.97
 
 
@@ -69,6 +71,21 @@ def test_gpu_reports_use_the_gpu_target():
     (population,) = checks[checks["target"].str.startswith("population")].itertuples()
     assert population.target == "population K=64 / single (threads 1 / 1)"
     assert population.measured == pytest.approx(29.0) and not population.met
+
+
+def test_each_loop_is_taken_at_its_fastest_thread_count():
+    rows = [
+        row("single", 1, 300.0, threads=1),
+        row("single", 1, 200.0, threads=2),
+        row("reference", 1, 280.0, threads=1),
+        row("reference", 1, 100.0, threads=2),
+        row("population", 8, 400.0, threads=1),
+        row("population", 8, 480.0, threads=2),
+    ]
+    checks = target_checks(report(rows=rows)).set_index("target")["measured"]
+    assert checks["population K=8 / single (threads 2 / 1)"] == pytest.approx(1.6)
+    assert checks["single / reference loop (threads 1)"] == pytest.approx(300 / 280)
+    assert checks["single / reference loop (threads 2)"] == pytest.approx(2.0)
 
 
 def test_reports_without_threads_per_row_take_the_reports_thread_count():
