@@ -139,14 +139,18 @@ def redo_cost_share(row: Mapping[str, Any]) -> float:
 
 
 def population_bound(report: Mapping[str, Any]) -> pd.DataFrame:
-    """Per env: the single loop's time per env step, the roofline floor of the updates an env
-    step owes, and the largest speed-up over the single loop that a population could reach."""
+    """Per env: the single loop's time per env step (at the roofline's thread count), the
+    roofline floor of the updates an env step owes, and the largest speed-up over the single
+    loop that a population could reach."""
     rows = pd.DataFrame(report["rows"])
     bounds = []
     for roofline in report.get("roofline", []):
         single = rows[
             (rows["env"] == roofline["env_id"]) & (rows["method"] == "single") & ~rows["redo"]
-        ].iloc[0]
+        ]
+        if "threads" in single and "threads" in roofline:  # the single loop at the same count
+            single = single[single["threads"] == roofline["threads"]]
+        single = single.iloc[0]
         step_s = 1.0 / single["env_steps_per_s"]
         floor_s = single["replay_ratio"] * roofline["per_agent_floor_s"]
         bounds.append(

@@ -122,6 +122,13 @@ def test_population_bound_is_single_step_time_over_update_floor():
     assert bound["max population speed-up"] == pytest.approx((1 / 300) / 0.002)
 
 
+def test_population_bound_takes_the_single_loop_at_the_rooflines_thread_count():
+    rows = [row("single", 1, 300.0, threads=1), row("single", 1, 600.0, threads=2)]
+    roofline = [{"env_id": "MinAtar/Breakout-v1", "per_agent_floor_s": 0.001, "threads": 2}]
+    (bound,) = population_bound(report(rows=rows, roofline=roofline)).to_dict("records")
+    assert bound["single ms/env step"] == pytest.approx(1000 / 600)
+
+
 def test_load_reports_sorts_by_date_and_rejects_other_json(tmp_path):
     late, early = report(), report()
     early["date"] = "2025-01-01T00:00:00+00:00"
