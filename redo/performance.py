@@ -128,6 +128,24 @@ def _fastest(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(records, key=lambda r: r["env_steps_per_s"], default=None)
 
 
+def round_spread(report: Mapping[str, Any]) -> pd.DataFrame:
+    """Per loop row: its slowest and its fastest round as multiples of its median round, the
+    noise against which the report's ratios are to be read."""
+    frame = pd.DataFrame(report["rows"])
+    rounds = frame["rounds_env_steps_per_s"].apply(pd.Series)
+    return pd.DataFrame(
+        {
+            "env": frame["env"],
+            "redo": frame["redo"].map({False: "off", True: "on"}),
+            "method": frame["method"],
+            "K": frame["agents"],
+            "threads": frame["threads"],
+            "slowest / median": rounds.min(axis=1) / frame["env_steps_per_s"],
+            "fastest / median": rounds.max(axis=1) / frame["env_steps_per_s"],
+        }
+    )
+
+
 def redo_cost_share(row: Mapping[str, Any]) -> float:
     """The share of training time in ReDo's resets and the logged dormant scores, rescaled
     from the benchmark's recycling period and log interval to the paper's (1000 each)."""

@@ -11,6 +11,7 @@ from redo.performance import (
     load_reports,
     population_bound,
     redo_cost_share,
+    round_spread,
     target_checks,
 )
 
@@ -127,6 +128,12 @@ def test_population_bound_takes_the_single_loop_at_the_rooflines_thread_count():
     roofline = [{"env_id": "MinAtar/Breakout-v1", "per_agent_floor_s": 0.001, "threads": 2}]
     (bound,) = population_bound(report(rows=rows, roofline=roofline)).to_dict("records")
     assert bound["single ms/env step"] == pytest.approx(1000 / 600)
+
+
+def test_round_spread_is_the_extreme_rounds_over_the_median():
+    rows = [row("single", 1, 200.0) | {"rounds_env_steps_per_s": [100.0, 200.0, 300.0]}]
+    (spread,) = round_spread(report(rows=rows)).to_dict("records")
+    assert spread["slowest / median"] == 0.5 and spread["fastest / median"] == 1.5
 
 
 def test_load_reports_sorts_by_date_and_rejects_other_json(tmp_path):
