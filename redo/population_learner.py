@@ -61,8 +61,10 @@ Params = dict[str, Tensor]
 T = TypeVar("T", Tensor, Params)
 
 
-#: The per-agent state of a checkpoint: attributes holding one tensor per parameter.
-_AGENT_STATE: tuple[str, ...] = ("params", "target_params", "exp_avg", "exp_avg_sq", *CLOCK_RESTART)
+#: What a gradient step changes: attributes holding one stacked tensor per parameter.
+_UPDATED_STATE: tuple[str, ...] = ("params", "exp_avg", "exp_avg_sq", *CLOCK_RESTART)
+#: The per-agent state of a checkpoint: the same, and the target network.
+_AGENT_STATE: tuple[str, ...] = ("target_params", *_UPDATED_STATE)
 
 #: Inits that :func:`redo.recycle.init_like` can draw under ``vmap`` (one draw per agent).
 #: ``lecun_normal`` cannot: torch's truncated normal rejects samples in a data-dependent loop.
@@ -224,10 +226,7 @@ class PopulationLearner:
             )
             not_done = 1.0 - select(batch.terminated).to(torch.float32)
             td_target = select(batch.rewards) + self.gamma * not_done * next_q.max(dim=-1).values
-        stored = (
-            self.params, self.exp_avg, self.exp_avg_sq, self.step, self.bias_correction1,
-            self.bias_correction2,
-        )  # fmt: skip
+        stored = tuple(getattr(self, key) for key in _UPDATED_STATE)
         selected = tuple(select(tensors) for tensors in stored)
         params, exp_avg, exp_avg_sq, step, correction1, correction2 = selected
         grads, (loss, q_mean) = self._grad(
@@ -237,7 +236,7 @@ class PopulationLearner:
             select(batch.actions),
             td_target,
         )
-        lr = select(self.lr)
+        lr = self._shared_lr if self._shared_lr is not None else select(self.lr)
         with torch.no_grad():
             for name, param in params.items():
                 adam_update_(
@@ -246,9 +245,7 @@ class PopulationLearner:
                     exp_avg[name],
                     exp_avg_sq[name],
                     step[name],
-                    lr=self._shared_lr
-                    if self._shared_lr is not None
-                    else lr.view(-1, *[1] * (param.dim() - 1)),
+                    lr=lr if isinstance(lr, float) else lr.view(-1, *[1] * (param.dim() - 1)),
                     beta1=self.betas[0],
                     beta2=self.betas[1],
                     eps=self.adam_eps,
