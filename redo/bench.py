@@ -207,7 +207,7 @@ class BenchSettings:
             ("learning_starts", self.learning_starts, 1),
             ("redo_period", self.redo_period, 1),
             ("repeats", self.repeats, 1),
-            ("threads", min(self.threads or [1]), 0),
+            ("threads", min(self.threads), 0),
             ("rounds", self.rounds, 1),
         ):
             if value is not None and value < minimum:
@@ -703,7 +703,8 @@ def where_measured(provenance: Mapping[str, Any], date: str, wall_time_s: float)
     return [
         f"redo bench, {date}, commit {commit}, {wall_time_s:.0f} s",
         f"device {provenance['device']} ({hardware['gpu'] or hardware['cpu']}), "
-        f"{hardware['logical_cores']} cores, {hardware['torch_threads']} torch thread(s), "
+        f"{hardware['logical_cores']} cores, {hardware['torch_threads']} torch thread(s) for "
+        "micro-benchmarks and roofline, "
         f"torch {provenance['torch_version']}, python {provenance['python_version']}",
     ]
 

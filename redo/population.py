@@ -389,9 +389,9 @@ class Lockstep:
         ``obs`` are the current observations."""
         shared = self._shared_state()
         loss_sum, q_sum = self.loss_sum.tolist(), self.q_sum.tolist()
+        keep_replay = self.config.save_replay_in_checkpoint
         for i, writer in enumerate(self.writers):
             self.states[i].env_step = self.env_step  # where a resume's refill counts from
-            keep_replay = self.config.save_replay_in_checkpoint
             writer.save_checkpoint(
                 shared
                 | {
