@@ -340,7 +340,7 @@ def test_kept_corrections_equal_corrections_from_the_counts_across_resets():
             )
             adam_update_(
                 p, grad, state["exp_avg"], state["exp_avg_sq"], state["step"],
-                lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, corrections=corrections,
+                lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, corrections=corrections,
             )  # fmt: skip
         torch.testing.assert_close(kept, recomputed, rtol=1e-5, atol=1e-6)
     assert states[0]["step"].shape == (4, 5) and (states[0]["step"][rows] == 2880).all()
