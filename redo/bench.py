@@ -48,7 +48,8 @@ spin-waiting can slow every operation ~60x (a MinAtar update took 5 ms with one 
 operations are K times larger and split over threads better; an Atari network's may too.
 ``--threads 1 2`` measures every loop row at each count, in the same rounds, so that each
 loop can be judged at the count that suits it (:mod:`redo.performance` does); every row
-records its count. The micro-benchmarks and the roofline run at the first count.
+records its count. The micro-benchmarks run at the first count, the roofline
+(:mod:`redo.roofline`) at each.
 """
 
 from __future__ import annotations
@@ -343,17 +344,23 @@ def run_bench(settings: BenchSettings, log: Callable[[str], None] | None = None)
         window = Window.for_budget(settings.budget(env_id), settings.replay_ratio)
         report.rows.extend(loop_rows(env_id, window, settings, log))
         report.micro.extend(micro_rows(env_id, window, settings, log))
-        roofline = measure_roofline(
-            bench_config(env_id, window, settings, redo=False),
-            repeats=settings.repeats,
-            device=settings.device,
-        )
-        report.roofline.append(roofline.to_dict())
-        log(
-            f"{env_id:22s} roofline: {roofline.flops_per_update / 1e6:.0f} MFLOP per update, "
-            f"matmul {roofline.matmul_flops_per_s / 1e9:.1f} GFLOP/s, per-agent floor "
-            f"{roofline.per_agent_floor_s * 1e3:.2f} ms vs update {roofline.update_s * 1e3:.2f} ms"
-        )
+        for threads in settings.threads:
+            with intra_op_threads(threads):
+                roofline = measure_roofline(
+                    bench_config(env_id, window, settings, redo=False),
+                    repeats=settings.repeats,
+                    device=settings.device,
+                    population=max(settings.population_for(env_id)),
+                )
+            report.roofline.append(roofline.to_dict())
+            log(
+                f"{env_id:22s} roofline, {roofline.threads} thread(s): "
+                f"{roofline.flops_per_update / 1e6:.0f} MFLOP per update, matmul "
+                f"{roofline.matmul_flops_per_s / 1e9:.1f} GFLOP/s, per-agent floor "
+                f"{roofline.per_agent_floor_s * 1e3:.2f} ms at matmul speed, "
+                f"{roofline.kernel_floor_s * 1e3:.2f} ms at the layers' measured speed, "
+                f"vs update {roofline.update_s * 1e3:.2f} ms"
+            )
     add_speedups(report.rows)
     report.wall_time_s = time.perf_counter() - start
     return report
@@ -704,7 +711,7 @@ def where_measured(provenance: Mapping[str, Any], date: str, wall_time_s: float)
         f"redo bench, {date}, commit {commit}, {wall_time_s:.0f} s",
         f"device {provenance['device']} ({hardware['gpu'] or hardware['cpu']}), "
         f"{hardware['logical_cores']} cores, {hardware['torch_threads']} torch thread(s) for "
-        "micro-benchmarks and roofline, "
+        "micro-benchmarks, "
         f"torch {provenance['torch_version']}, python {provenance['python_version']}",
     ]
 
@@ -731,7 +738,8 @@ def format_report(report: Report) -> str:
         _micro_table(report.micro),
         "",
         "roofline of one agent's update (see redo.roofline): FLOPs at the measured matmul "
-        "throughput, plus Adam's element-wise step; no population can go below this per agent",
+        "throughput (compute) or each layer at its measured speed (kernels), plus Adam's "
+        "element-wise step: the floors of a population's time per agent",
         _roofline_table(report.roofline),
     ]
     return "\n".join(lines)
@@ -742,14 +750,19 @@ def roofline_frame(roofline: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(list(roofline))
     if frame.empty:
         return frame
+    for key in ("kernel_bound_s", "kernel_floor_s"):  # absent before the layers were timed
+        frame[key] = frame.get(key, float("nan"))
     return pd.DataFrame(
         {
             "env": frame["env_id"],
+            "threads": frame["threads"],
             "MFLOP/update": (frame["flops_per_update"] / 1e6).round(1),
             "matmul GFLOP/s": (frame["matmul_flops_per_s"] / 1e9).round(1),
             "compute ms": (frame["compute_bound_s"] * 1e3).round(3),
+            "kernels ms": (frame["kernel_bound_s"] * 1e3).round(3),
             "adam ms": (frame["adam_s"] * 1e3).round(3),
-            "floor ms": (frame["per_agent_floor_s"] * 1e3).round(3),
+            "floor ms (compute)": (frame["per_agent_floor_s"] * 1e3).round(3),
+            "floor ms (kernels)": (frame["kernel_floor_s"] * 1e3).round(3),
             "update ms": (frame["update_s"] * 1e3).round(3),
         }
     )

@@ -23,12 +23,16 @@ alone, so a reader's own report is judged by exactly the same rules.
 
 **The roofline bound.** :func:`population_bound` is the speed-up over the single loop that no
 population can exceed on the machine: even if acting, stepping and storing cost nothing, each
-agent's update takes at least the per-agent floor of :mod:`redo.roofline`.
+agent's update takes at least the per-agent floor of :mod:`redo.roofline`, at the matmul
+speed of the device (a bound of arithmetic) or at the speed its kernels reached on the
+network's layers (a bound of this device and library). :func:`population_reach` compares the
+target with them.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -157,29 +161,46 @@ def redo_cost_share(row: Mapping[str, Any]) -> float:
 
 
 def population_bound(report: Mapping[str, Any]) -> pd.DataFrame:
-    """Per env: the single loop's time per env step (at the roofline's thread count), the
-    roofline floor of the updates an env step owes, and the largest speed-up over the single
-    loop that a population could reach."""
+    """Per env and roofline (one per thread count): the single loop's time per env step, at
+    its faster thread count as the population target takes it; the floors of the updates an
+    env step owes, at matmul speed (compute) and at the layers' measured speed (kernels); and
+    the largest speed-up over the single loop that a population on the roofline's threads
+    could reach under each floor."""
     rows = pd.DataFrame(report["rows"])
     bounds = []
     for roofline in report.get("roofline", []):
-        single = rows[
-            (rows["env"] == roofline["env_id"]) & (rows["method"] == "single") & ~rows["redo"]
-        ]
-        if "threads" in single and "threads" in roofline:  # the single loop at the same count
-            single = single[single["threads"] == roofline["threads"]]
-        single = single.iloc[0]
+        env = roofline["env_id"]
+        records = rows[(rows["env"] == env) & ~rows["redo"]].to_dict("records")
+        single = _fastest(_rows_of(records, "single", 1))
+        if single is None:
+            continue
         step_s = 1.0 / single["env_steps_per_s"]
-        floor_s = single["replay_ratio"] * roofline["per_agent_floor_s"]
+        floors = {
+            kind: single["replay_ratio"] * roofline.get(key, math.nan)
+            for kind, key in (("compute", "per_agent_floor_s"), ("kernels", "kernel_floor_s"))
+        }
         bounds.append(
-            {
-                "env": roofline["env_id"],
-                "single ms/env step": 1e3 * step_s,
-                "floor ms/env step": 1e3 * floor_s,
-                "max population speed-up": step_s / floor_s,
-            }
+            {"env": env, "threads": roofline.get("threads"), "single ms/env step": 1e3 * step_s}
+            | {f"floor ms/env step ({kind})": 1e3 * floor for kind, floor in floors.items()}
+            | {f"max speed-up ({kind})": step_s / floor for kind, floor in floors.items()}
         )
     return pd.DataFrame(bounds)
+
+
+def population_reach(report: Mapping[str, Any]) -> pd.DataFrame:
+    """Per env: the population target's goal against the largest speed-up any measured thread
+    count allows (:func:`population_bound`), and whether the goal lies within the bound at
+    the layers' measured speed. A goal beyond it cannot be met with this device's kernels,
+    however the population's own overhead is cut."""
+    bound = population_bound(report)
+    if bound.empty:
+        return bound
+    agents, goal = POPULATION_TARGETS[device_type(report)]
+    reach = bound.groupby("env", sort=False)[["max speed-up (compute)", "max speed-up (kernels)"]]
+    frame = reach.max().reset_index()
+    frame.insert(1, "goal", f"K={agents}: {goal:g}x")
+    frame["within reach of the kernels"] = frame["max speed-up (kernels)"] >= goal
+    return frame
 
 
 def _check(

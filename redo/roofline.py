@@ -18,6 +18,16 @@ the pieces that bound it on the machine it runs on:
 From them: ``compute_bound_s = flops / throughput`` and the time that grows with K per agent,
 ``per_agent_floor_s = compute_bound_s + adam_s``. No population can update an agent in less,
 however large K; the rest of ``update_s`` is what vectorising can save.
+
+That floor assumes every FLOP runs at the speed of a large matrix product. The layers of a
+Q-network do not: a convolution with a large stride or a thin matrix product reaches a
+fraction of it. So the roofline also times each layer with weights (``layers``), as the
+update runs it (online forward and backward, target forward), on one agent's minibatch and
+on K agents' worth of rows at once (the largest population measured), and keeps the faster
+time per agent: what this device's kernels do with the layer at the sizes a population can
+give them. ``kernel_floor_s = kernel_bound_s + adam_s`` is the floor at those speeds. It
+leaves out every element-wise operation but Adam, so it is still a floor: a population whose
+layers ran as fast as measured here, and did nothing else, would take this long per agent.
 """
 
 from __future__ import annotations
@@ -25,11 +35,13 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from redo.config import DQNConfig
@@ -38,6 +50,19 @@ from redo.envs import make_env
 from redo.networks import q_network_for
 from redo.optim import ElementwiseAdam
 from redo.replay import ReplaySamples
+
+
+@dataclass(frozen=True)
+class LayerKernel:
+    """One layer's work in one agent's update, at the faster of the two measured sizes."""
+
+    name: str
+    #: FLOPs per agent: online forward and backward, target forward
+    flops: int
+    #: seconds per agent
+    seconds: float
+    #: the rows the faster time was measured with: one minibatch, or K of them at once
+    rows: int
 
 
 @dataclass(frozen=True)
@@ -53,6 +78,9 @@ class Roofline:
     matmul_flops_per_s: float
     update_s: float
     adam_s: float
+    #: the population size whose rows the layers were also timed with
+    population: int = 1
+    layers: tuple[LayerKernel, ...] = field(default=())
 
     @property
     def compute_bound_s(self) -> float:
@@ -62,17 +90,32 @@ class Roofline:
     def per_agent_floor_s(self) -> float:
         return self.compute_bound_s + self.adam_s
 
-    def to_dict(self) -> dict[str, float | int | str]:
+    @property
+    def kernel_bound_s(self) -> float:
+        return sum(layer.seconds for layer in self.layers)
+
+    @property
+    def kernel_floor_s(self) -> float:
+        return self.kernel_bound_s + self.adam_s
+
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {
             "compute_bound_s": self.compute_bound_s,
             "per_agent_floor_s": self.per_agent_floor_s,
+            "kernel_bound_s": self.kernel_bound_s,
+            "kernel_floor_s": self.kernel_floor_s,
         }
 
 
 def measure_roofline(
-    config: DQNConfig, repeats: int = 50, matmul_size: int = 512, device: str = "cpu"
+    config: DQNConfig,
+    repeats: int = 50,
+    matmul_size: int = 512,
+    device: str = "cpu",
+    population: int = 1,
 ) -> Roofline:
-    """Measure :class:`Roofline` for ``config``'s network and batch size on ``device``."""
+    """Measure :class:`Roofline` for ``config``'s network and batch size on ``device``, its
+    layers also at ``population`` minibatches at once."""
     dev = torch.device(device)
     env = make_env(config.env_id, seed=config.seed)
     space, n_actions = env.observation_space, int(env.action_space.n)
@@ -105,7 +148,74 @@ def measure_roofline(
         matmul_flops_per_s=matmul_throughput(matmul_size, repeats, dev),
         update_s=median_time(update, dev, repeats),
         adam_s=median_time(optimizer.step, dev, repeats),  # the gradients stay in place
+        population=population,
+        layers=layer_kernels(
+            online, torch.as_tensor(batch.observations, device=dev), population, repeats
+        ),
     )
+
+
+def layer_kernels(
+    network: nn.Module, obs: Tensor, population: int, repeats: int
+) -> tuple[LayerKernel, ...]:
+    """Time every ``Conv2d`` and ``Linear`` of ``network`` on the inputs it sees for ``obs``
+    (see the module docstring). The first layer computes no input gradient, as in the update,
+    where the observations need none."""
+    kernels = []
+    for index, (name, (layer, x)) in enumerate(layer_inputs(network, obs).items()):
+        per_agent = {}  # seconds per agent, by the rows they were measured with
+        for copies in sorted({1, population}):
+            rows = x.repeat(copies, *[1] * (x.dim() - 1))
+            work = _layer_work(layer, rows, input_grad=index > 0)
+            if copies == 1:
+                with FlopCounterMode(display=False) as counter:
+                    work()
+            per_agent[len(rows)] = median_time(work, x.device, repeats) / copies
+        fastest = min(per_agent, key=per_agent.__getitem__)
+        flops = int(counter.get_total_flops())
+        kernels.append(LayerKernel(name, flops, per_agent[fastest], fastest))
+    return tuple(kernels)
+
+
+def layer_inputs(network: nn.Module, obs: Tensor) -> dict[str, tuple[nn.Module, Tensor]]:
+    """``{name: (layer, its input)}`` for the weighted layers, in forward order."""
+    seen: dict[str, tuple[nn.Module, Tensor]] = {}
+
+    def recorder(name: str) -> Callable[[nn.Module, tuple[Tensor, ...]], None]:
+        def hook(module: nn.Module, args: tuple[Tensor, ...]) -> None:
+            seen[name] = (module, args[0].detach())
+
+        return hook
+
+    handles = [
+        module.register_forward_pre_hook(recorder(name))
+        for name, module in network.named_modules()
+        if isinstance(module, nn.Conv2d | nn.Linear)
+    ]
+    try:
+        with torch.no_grad():
+            network(obs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen
+
+
+def _layer_work(layer: nn.Module, x: Tensor, input_grad: bool) -> Callable[[], object]:
+    """One update's work of ``layer`` on ``x``: forward and backward for the online network
+    (weight gradients, and the input's if ``input_grad``), one more forward for the target."""
+    x = x.clone().requires_grad_(input_grad)
+    wrt = [*layer.parameters(), *([x] if input_grad else [])]
+    grad_out = torch.ones_like(layer(x.detach()))
+
+    def work() -> object:
+        for tensor in wrt:  # fresh gradients, as after the update's zero_grad
+            tensor.grad = None
+        layer(x).backward(grad_out)
+        with torch.no_grad():
+            return layer(x)
+
+    return work
 
 
 def matmul_throughput(size: int, repeats: int, device: torch.device) -> float:

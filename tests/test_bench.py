@@ -177,6 +177,7 @@ def test_rows_are_median_rounds_measured_at_each_thread_count(tmp_path):
         speeds = row["rounds_env_steps_per_s"]
         assert len(speeds) == 3 and row["env_steps_per_s"] == sorted(speeds)[1]
     assert {r["threads"] for r in report["micro"]} == {1}  # at the first count
+    assert [(r["threads"], r["population"]) for r in report["roofline"]] == [(1, 2), (2, 2)]
     singles = {r["threads"]: r for r in report["rows"] if r["method"] == "single"}
     assert all(r["speedup"] == 1.0 for r in singles.values())  # each against its own count
 

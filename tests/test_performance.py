@@ -10,6 +10,7 @@ from redo.bench import INTERVALS, speed_ratio
 from redo.performance import (
     load_reports,
     population_bound,
+    population_reach,
     redo_cost_share,
     round_spread,
     target_checks,
@@ -117,17 +118,36 @@ def test_redo_cost_is_rescaled_to_the_papers_period_and_log_interval():
 
 
 def test_population_bound_is_single_step_time_over_update_floor():
-    roofline = [{"env_id": "MinAtar/Breakout-v1", "per_agent_floor_s": 0.002}]
+    roofline = [
+        {"env_id": "MinAtar/Breakout-v1", "per_agent_floor_s": 0.002, "kernel_floor_s": 0.004}
+    ]
     (bound,) = population_bound(report(roofline=roofline)).to_dict("records")
     assert bound["single ms/env step"] == pytest.approx(1000 / 300)
-    assert bound["max population speed-up"] == pytest.approx((1 / 300) / 0.002)
+    assert bound["max speed-up (compute)"] == pytest.approx((1 / 300) / 0.002)
+    assert bound["max speed-up (kernels)"] == pytest.approx((1 / 300) / 0.004)
 
 
-def test_population_bound_takes_the_single_loop_at_the_rooflines_thread_count():
+def test_population_bound_takes_the_single_loop_at_its_fastest_count_as_the_target_does():
     rows = [row("single", 1, 300.0, threads=1), row("single", 1, 600.0, threads=2)]
-    roofline = [{"env_id": "MinAtar/Breakout-v1", "per_agent_floor_s": 0.001, "threads": 2}]
-    (bound,) = population_bound(report(rows=rows, roofline=roofline)).to_dict("records")
-    assert bound["single ms/env step"] == pytest.approx(1000 / 600)
+    roofline = [
+        {"env_id": "MinAtar/Breakout-v1", "per_agent_floor_s": 0.001, "threads": t} for t in (1, 2)
+    ]
+    bounds = population_bound(report(rows=rows, roofline=roofline))
+    assert list(bounds["threads"]) == [1, 2]
+    assert list(bounds["single ms/env step"]) == pytest.approx([1000 / 600] * 2)
+    assert bounds["max speed-up (kernels)"].isna().all()  # a report from before layer timing
+
+
+@pytest.mark.parametrize(("kernel_floor_s", "within"), [(0.001, True), (0.003, False)])
+def test_population_reach_compares_the_goal_with_the_best_kernel_bound(kernel_floor_s, within):
+    roofline = [
+        {"env_id": "MinAtar/Breakout-v1", "per_agent_floor_s": 0.001, "kernel_floor_s": f}
+        for f in (0.01, kernel_floor_s)  # two thread counts: the better one counts
+    ]
+    (reach,) = population_reach(report(roofline=roofline)).to_dict("records")
+    assert reach["goal"] == "K=8: 1.5x"
+    assert reach["max speed-up (kernels)"] == pytest.approx((1 / 300) / kernel_floor_s)
+    assert reach["within reach of the kernels"] is within
 
 
 def test_round_spread_is_the_extreme_rounds_over_the_median():
