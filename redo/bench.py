@@ -768,6 +768,21 @@ def roofline_frame(roofline: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     )
 
 
+def layer_frame(roofline: Mapping[str, Any]) -> pd.DataFrame:
+    """One roofline's layers (:class:`redo.roofline.LayerKernel`): their FLOPs and time per
+    agent, the throughput that makes, and the rows (one minibatch or K) it was reached with."""
+    frame = pd.DataFrame(roofline["layers"])
+    return pd.DataFrame(
+        {
+            "layer": frame["name"],
+            "MFLOP/agent": (frame["flops"] / 1e6).round(1),
+            "ms/agent": (frame["seconds"] * 1e3).round(3),
+            "GFLOP/s": (frame["flops"] / frame["seconds"] / 1e9).round(1),
+            "rows": frame["rows"],
+        }
+    )
+
+
 def _roofline_table(roofline: Sequence[Mapping[str, Any]]) -> str:
     return roofline_frame(roofline).to_string(index=False)
 

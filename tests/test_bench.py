@@ -10,6 +10,7 @@ import torch
 from redo.bench import (
     Budget,
     Window,
+    layer_frame,
     median_round,
     median_time,
     micro_population,
@@ -178,6 +179,11 @@ def test_rows_are_median_rounds_measured_at_each_thread_count(tmp_path):
         assert len(speeds) == 3 and row["env_steps_per_s"] == sorted(speeds)[1]
     assert {r["threads"] for r in report["micro"]} == {1}  # at the first count
     assert [(r["threads"], r["population"]) for r in report["roofline"]] == [(1, 2), (2, 2)]
+    roofline = report["roofline"][0]
+    layers = layer_frame(roofline)
+    assert list(layers["layer"]) == ["fc1", "fc2", "q"]  # CartPole's MLP
+    batch = roofline["batch_size"]  # one minibatch, or two (K = 2) at once
+    assert set(layers["rows"]) <= {batch, 2 * batch} and (layers["GFLOP/s"] > 0).all()
     singles = {r["threads"]: r for r in report["rows"] if r["method"] == "single"}
     assert all(r["speedup"] == 1.0 for r in singles.values())  # each against its own count
 
