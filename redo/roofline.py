@@ -35,7 +35,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -80,7 +80,7 @@ class Roofline:
     adam_s: float
     #: the population size whose rows the layers were also timed with
     population: int = 1
-    layers: tuple[LayerKernel, ...] = field(default=())
+    layers: tuple[LayerKernel, ...] = ()
 
     @property
     def compute_bound_s(self) -> float:
