@@ -50,6 +50,7 @@ from redo.envs import make_env
 from redo.networks import q_network_for
 from redo.optim import ElementwiseAdam
 from redo.replay import ReplaySamples
+from redo.structure import WeightLayer
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def measure_roofline(
 
 
 def layer_kernels(
-    network: nn.Module, obs: Tensor, population: int, repeats: int
+    network: nn.Sequential, obs: Tensor, population: int, repeats: int
 ) -> tuple[LayerKernel, ...]:
     """Time every ``Conv2d`` and ``Linear`` of ``network`` on the inputs it sees for ``obs``
     (see the module docstring). The first layer computes no input gradient, as in the update,
@@ -177,27 +178,17 @@ def layer_kernels(
     return tuple(kernels)
 
 
-def layer_inputs(network: nn.Module, obs: Tensor) -> dict[str, tuple[nn.Module, Tensor]]:
-    """``{name: (layer, its input)}`` for the weighted layers, in forward order."""
+def layer_inputs(network: nn.Sequential, obs: Tensor) -> dict[str, tuple[nn.Module, Tensor]]:
+    """``{name: (layer, its input)}`` for the weighted layers, in forward order, found by
+    running the package's Q-networks (flat ``nn.Sequential``, see :mod:`redo.networks`) one
+    module at a time."""
     seen: dict[str, tuple[nn.Module, Tensor]] = {}
-
-    def recorder(name: str) -> Callable[[nn.Module, tuple[Tensor, ...]], None]:
-        def hook(module: nn.Module, args: tuple[Tensor, ...]) -> None:
-            seen[name] = (module, args[0].detach())
-
-        return hook
-
-    handles = [
-        module.register_forward_pre_hook(recorder(name))
-        for name, module in network.named_modules()
-        if isinstance(module, nn.Conv2d | nn.Linear)
-    ]
-    try:
-        with torch.no_grad():
-            network(obs)
-    finally:
-        for handle in handles:
-            handle.remove()
+    x = obs
+    with torch.no_grad():
+        for name, module in network.named_children():
+            if isinstance(module, WeightLayer):
+                seen[name] = (module, x)
+            x = module(x)
     return seen
 
 
