@@ -1,13 +1,13 @@
 """Command line: ``python -m redo train --env MinAtar/Breakout-v1 --redo --replay-ratio 1``.
 
-Every :class:`redo.config.DQNConfig` setting is an option; an option left out takes the
-default of the environment's family (:data:`redo.config.FAMILY_DEFAULTS`), which ``--help``
+Every :class:`redo.agent.config.DQNConfig` setting is an option; an option left out takes the
+default of the environment's family (:data:`redo.agent.config.FAMILY_DEFAULTS`), which ``--help``
 lists. Bad values end the program with exit status 2 and one line naming the option and what
 is allowed: the checks are the config's own, so the command line and the Python API accept
 exactly the same settings.
 
 ``python -m redo sweep --envs CartPole-v1 --out runs/sweep`` trains a grid of runs as
-populations (:mod:`redo.sweep`), here or on a Ray cluster; run again, it skips the finished
+populations (:mod:`redo.population.sweep`), here or on a Ray cluster; run again, it skips the finished
 runs and resumes the interrupted populations. ``python -m redo bench`` times the loops.
 """
 
@@ -24,12 +24,12 @@ from typing import Any
 
 import torch
 
-from redo.bench import add_bench_arguments, bench_epilog, run_bench_command
-from redo.config import FAMILY_DEFAULTS, LOSS_CHOICES, ConfigError, DQNConfig, OfTotal
-from redo.envs import describe_supported
-from redo.recycle import BIAS_CHOICES, INIT_CHOICES, STEP_CHOICES
-from redo.results import CHECKPOINT_FILE, RUN_FILES
-from redo.sweep import AXES, METHODS, Grid, PopulationJob, SweepError, plan, run_folder, run_sweep
+from redo.bench.runner import add_bench_arguments, bench_epilog, run_bench_command
+from redo.agent.config import FAMILY_DEFAULTS, LOSS_CHOICES, ConfigError, DQNConfig, OfTotal
+from redo.agent.envs import describe_supported
+from redo.core.recycle import BIAS_CHOICES, INIT_CHOICES, STEP_CHOICES
+from redo.records.run import CHECKPOINT_FILE, RUN_FILES
+from redo.population.sweep import AXES, METHODS, Grid, PopulationJob, SweepError, plan, run_folder, run_sweep
 
 #: DQNConfig field -> (option, help). Options differ from field names only where a shorter
 #: name reads better on a command line.
@@ -95,7 +95,7 @@ _CHOICES = {
 }
 
 
-#: Grid axis (:class:`redo.sweep.Grid`) -> (option, type of a value, metavar, help) of
+#: Grid axis (:class:`redo.population.sweep.Grid`) -> (option, type of a value, metavar, help) of
 #: ``python -m redo sweep``.
 SWEEP_AXES: dict[str, tuple[str, type, str, str]] = {
     "envs": ("--envs", str, "ID", "environment ids"),
@@ -234,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _check_folder(train_parser, folder, args.resume)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
 
-    from redo.dqn import train  # torch, gymnasium and the envs load only when needed
+    from redo.agent.dqn import train  # torch, gymnasium and the envs load only when needed
 
     print(f"{'resuming' if args.resume else 'training'} {config.env_id} into {folder}")
     try:

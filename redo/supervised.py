@@ -16,8 +16,8 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from redo.dormant import PAPER_TAUS, dormant_scores, dormant_summary
-from redo.networks import mlp
+from redo.core.dormant import PAPER_TAUS, dormant_scores, dormant_summary
+from redo.core.networks import mlp
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ tests check numbers against these functions; the chapter tests use them as the t
 the Results and Ablations chapters execute on at smoke parameters.
 """
 
-from redo.analysis import game_name
-from redo.config import DQNConfig
-from redo.results import RunWriter
+from redo.analysis.tables import game_name
+from redo.agent.config import DQNConfig
+from redo.records.run import RunWriter
 
 GAMES = {"MinAtar/Breakout-v1": 0, "MinAtar/Freeway-v1": 1}  # env id -> game index
 RATIOS = (0.25, 1.0)

@@ -27,7 +27,7 @@ from synthetic_runs import (
     write_synthetic_run,
 )
 
-from redo.analysis import (
+from redo.analysis.tables import (
     ID_COLUMNS,
     bootstrap_ci,
     describe_runs,
@@ -46,8 +46,8 @@ from redo.analysis import (
     reference_returns,
     return_curves,
 )
-from redo.config import DQNConfig
-from redo.results import RunWriter, load_runs
+from redo.agent.config import DQNConfig
+from redo.records.run import RunWriter, load_runs
 
 mean = functools.partial(np.mean, axis=-1)
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from redo.bench import (
+from redo.bench.runner import (
     Budget,
     Window,
     layer_frame,
@@ -18,10 +18,10 @@ from redo.bench import (
     micro_single,
 )
 from redo.cli import main
-from redo.config import DQNConfig
-from redo.envs import make_env
-from redo.networks import mlp
-from redo.reference_loop import run_reference, seed_redo_check, train_schedule
+from redo.agent.config import DQNConfig
+from redo.agent.envs import make_env
+from redo.core.networks import mlp
+from redo.bench.reference_loop import run_reference, seed_redo_check, train_schedule
 
 #: A CartPole benchmark of a few seconds: K in (1, 2), 40 measured env steps.
 TINY_BENCH = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from redo.claims import difference_ci, verdict
+from redo.analysis.claims import difference_ci, verdict
 
 
 def frame(values_a, values_b, games=("g1", "g2")):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from redo.cli import OPTIONS, main, run_folder
-from redo.config import DQNConfig
-from redo.results import load_run
+from redo.agent.config import DQNConfig
+from redo.records.run import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 

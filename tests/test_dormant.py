@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from redo.dormant import (
+from redo.core.dormant import (
     capture_activations,
     dormant_masks,
     dormant_scores,

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-import redo.dqn
-from redo.config import FAMILY_DEFAULTS, ConfigError, DQNConfig, OfTotal, paper_tau
-from redo.dqn import (
+import redo.agent.dqn
+from redo.agent.config import FAMILY_DEFAULTS, ConfigError, DQNConfig, OfTotal, paper_tau
+from redo.agent.dqn import (
     TIMING_COLUMNS,
     linear_epsilon,
     restore_env,
@@ -21,10 +21,10 @@ from redo.dqn import (
     train_or_load,
     updates_due,
 )
-from redo.envs import make_env
-from redo.networks import q_network_for
-from redo.replay import ReplayBuffer
-from redo.results import RunWriter, load_checkpoint, load_run
+from redo.agent.envs import make_env
+from redo.core.networks import q_network_for
+from redo.agent.replay import ReplayBuffer
+from redo.records.run import RunWriter, load_checkpoint, load_run
 
 
 def tiny(env_id="CartPole-v1", **overrides):
@@ -296,21 +296,21 @@ def test_redo_runs_every_period_on_the_online_network(monkeypatch):
         calls.append((x.shape[0], tau, kwargs["init"]))
         return real(model, optimizer, x, tau, **kwargs)
 
-    real = redo.dqn.recycle_dormant
-    monkeypatch.setattr(redo.dqn, "recycle_dormant", spy)
+    real = redo.agent.dqn.recycle_dormant
+    monkeypatch.setattr(redo.agent.dqn, "recycle_dormant", spy)
     config = tiny(redo=True, redo_period=15, tau=0.05, score_batch_size=48)
     metrics = train(config).metrics
     grad_steps = int(metrics["grad_step"].iloc[-1])
     assert len(calls) == grad_steps // 15 > 5
     assert set(calls) == {(48, 0.05, "default")}
     assert len(calls) == metrics["redo/calls"].iloc[-1]
-    monkeypatch.setattr(redo.dqn, "recycle_dormant", real)
+    monkeypatch.setattr(redo.agent.dqn, "recycle_dormant", real)
     assert train(tiny(redo=False)).metrics["redo/calls"].eq(0).all()
 
 
 def build_with_dead_neurons(monkeypatch):
     """Make train's Q-network start with 60 of fc1's 120 neurons dead (huge negative bias)."""
-    real = redo.dqn.q_network_for
+    real = redo.agent.dqn.q_network_for
 
     def build(shape, n_actions):
         network = real(shape, n_actions)
@@ -318,7 +318,7 @@ def build_with_dead_neurons(monkeypatch):
             network.fc1.bias[:60] = -1e3
         return network
 
-    monkeypatch.setattr(redo.dqn, "q_network_for", build)
+    monkeypatch.setattr(redo.agent.dqn, "q_network_for", build)
 
 
 def test_redo_revives_dead_neurons(monkeypatch):

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from redo.envs import (
+from redo.agent.envs import (
     ATARI_ID_PATTERN,
     CLASSIC_IDS,
     MINATAR_IDS,

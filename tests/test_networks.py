@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from redo.dormant import dormant_scores
-from redo.envs import make_env
-from redo.networks import ScaleInput, minatar_cnn, mlp, nature_cnn, q_network_for
-from redo.structure import hidden_layers
+from redo.core.dormant import dormant_scores
+from redo.agent.envs import make_env
+from redo.core.networks import ScaleInput, minatar_cnn, mlp, nature_cnn, q_network_for
+from redo.core.structure import hidden_layers
 
 
 def test_scale_input_casts_and_scales() -> None:

@@ -7,7 +7,7 @@ import torch
 from conftest import conv_flatten_linear, inputs, mlp, reset_regions
 from torch import nn
 
-from redo.optim import (
+from redo.core.optim import (
     ElementwiseAdam,
     _power,
     adam_update_,
@@ -16,7 +16,7 @@ from redo.optim import (
     restart_clock_,
     widen_step,
 )
-from redo.recycle import reset_neurons, reset_optimizer_entries
+from redo.core.recycle import reset_neurons, reset_optimizer_entries
 
 #: Recycled neurons for conv_flatten_linear; layer "5" has none, so its own rows stay.
 MASKS = {
@@ -326,7 +326,7 @@ def test_kept_corrections_equal_corrections_from_the_counts_across_resets():
     rows = torch.zeros(4, 5, dtype=torch.bool)
     rows[1::2] = True
     for t in range(3000):
-        if t in (50, 120):  # a reset of rows 1 and 3, as redo.recycle does it
+        if t in (50, 120):  # a reset of rows 1 and 3, as redo.core.recycle does it
             for state in states:
                 restart_clock_(state, rows)
                 state["exp_avg"][rows] = 0

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from redo.bench import INTERVALS, speed_ratio
-from redo.performance import (
+from redo.bench.runner import INTERVALS, speed_ratio
+from redo.bench.performance import (
     load_reports,
     population_bound,
     population_reach,

@@ -12,24 +12,24 @@ import torch
 import torch.nn.functional as F
 from conftest import kill, reset_regions, silenced
 
-from redo.config import ConfigError, DQNConfig
-from redo.dormant import dormant_masks, dormant_scores
-from redo.dqn import TIMING_COLUMNS, dormant_columns, dormant_columns_from_scores, td_update, train
-from redo.envs import make_env
-from redo.networks import minatar_cnn, mlp, q_network_for
-from redo.optim import ElementwiseAdam
-from redo.population import (
+from redo.agent.config import ConfigError, DQNConfig
+from redo.core.dormant import dormant_masks, dormant_scores
+from redo.agent.dqn import TIMING_COLUMNS, dormant_columns, dormant_columns_from_scores, td_update, train
+from redo.agent.envs import make_env
+from redo.core.networks import minatar_cnn, mlp, q_network_for
+from redo.core.optim import ElementwiseAdam
+from redo.population.lockstep import (
     POPULATION_FILE,
     Lockstep,
     check_population,
     make_vector_env,
     train_population,
 )
-from redo.population_learner import PopulationLearner
-from redo.population_replay import PopulationBatch, PopulationReplay
-from redo.recycle import reset_neurons
-from redo.replay import ReplayBuffer, ReplaySamples
-from redo.results import RunWriter, load_run
+from redo.population.learner import PopulationLearner
+from redo.population.replay import PopulationBatch, PopulationReplay
+from redo.core.recycle import reset_neurons
+from redo.agent.replay import ReplayBuffer, ReplaySamples
+from redo.records.run import RunWriter, load_run
 
 #: (network builder, observation shape, stored dtype) for the two architectures ReDo resets
 #: differently: conv -> flatten -> linear (MinAtar) and linear -> linear (MLP).
@@ -178,7 +178,7 @@ def test_greedy_actions_are_each_agents_argmax():
     assert learner.greedy_actions(obs).tolist() == expected
 
 
-# --- (b) scores and resets = redo.dormant and redo.recycle per agent --------------------------
+# --- (b) scores and resets = redo.core.dormant and redo.core.recycle per agent --------------------------
 
 #: Neurons killed per agent (huge negative bias: silent on any input) in the first hidden
 #: layer, and the last hidden layer, of each kind.
@@ -395,7 +395,7 @@ def test_logged_dormant_columns_are_the_single_loops():
 
 def test_episode_ends_are_stored_as_the_single_loop_stores_them(tmp_path):
     """A 3-step time limit (truncation) for agent 0, CartPole's own termination for agent 1:
-    the population's replay must hold what redo.replay.ReplayBuffer holds when fed the same
+    the population's replay must hold what redo.agent.replay.ReplayBuffer holds when fed the same
     transitions by single envs, and log the same episodes."""
     configs = [DQNConfig.for_env("CartPole-v1", seed=s, buffer_size=64) for s in (0, 1)]
     options = [{"max_episode_steps": 3}, {}]

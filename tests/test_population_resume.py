@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from redo.config import DQNConfig
-from redo.dqn import TIMING_COLUMNS
-from redo.population import POPULATION_FILE, Lockstep, train_population
-from redo.results import RunWriter, load_checkpoint, load_run
+from redo.agent.config import DQNConfig
+from redo.agent.dqn import TIMING_COLUMNS
+from redo.population.lockstep import POPULATION_FILE, Lockstep, train_population
+from redo.records.run import RunWriter, load_checkpoint, load_run
 
 
 def small(env_id, seed, **overrides):

@@ -21,9 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from redo.dormant import dormant_masks, dormant_scores
-from redo.recycle import init_like, outgoing_mask, recycle_dormant, reset_neurons
-from redo.structure import hidden_layers
+from redo.core.dormant import dormant_masks, dormant_scores
+from redo.core.recycle import init_like, outgoing_mask, recycle_dormant, reset_neurons
+from redo.core.structure import hidden_layers
 
 #: Neurons made dormant on purpose in each hidden layer, never all of a layer.
 CHOSEN = {

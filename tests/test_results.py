@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from redo.results import (
+from redo.records.run import (
     CHECKPOINT_FILE,
     EPISODES_FILE,
     METRICS_FILE,

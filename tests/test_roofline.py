@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from redo.config import DQNConfig
-from redo.roofline import measure_roofline
+from redo.agent.config import DQNConfig
+from redo.bench.roofline import measure_roofline
 
 #: Multiply-adds per sample of the MinAtar Breakout network's layers (see the first test).
 MINATAR_MACS = {"conv1": 36_864, "fc1": 131_072, "q": 384}

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from redo.structure import hidden_layers, output_layer
+from redo.core.structure import hidden_layers, output_layer
 
 
 def test_mlp_hidden_layers_are_every_linear_but_the_last():

@@ -1,4 +1,4 @@
-"""Sweeps (redo.sweep, ``python -m redo sweep``): the grid, the plan, resuming, and real
+"""Sweeps (redo.population.sweep, ``python -m redo sweep``): the grid, the plan, resuming, and real
 tiny sweeps, in this process and on a local Ray instance."""
 
 import json
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-import redo.population
+import redo.population.lockstep
 from redo.cli import main
-from redo.config import ConfigError, DQNConfig
-from redo.results import RECORD_FILE, RunWriter, load_run, load_runs
-from redo.sweep import (
+from redo.agent.config import ConfigError, DQNConfig
+from redo.records.run import RECORD_FILE, RunWriter, load_run, load_runs
+from redo.population.sweep import (
     MANIFEST_FILE,
     POPULATIONS_DIR,
     Grid,
@@ -343,7 +343,7 @@ def test_plan_refuses_runs_that_would_share_a_folder(tmp_path):
 def test_interrupted_sweep_resumes_and_then_has_nothing_to_do(tmp_path, monkeypatch, capsys):
     names = [j.name for j in plan(grid(), tmp_path, max_population=2)]
     fake = FakeTrainer(interrupt=[names[1]])
-    monkeypatch.setattr(redo.population, "train_population", fake)
+    monkeypatch.setattr(redo.population.lockstep, "train_population", fake)
 
     assert main(sweep_argv(tmp_path, "--max-population", "2")) == 130
     out, err = capsys.readouterr()

@@ -10,7 +10,7 @@ process, or as Ray tasks on a cluster.
 **Where runs go.** Every run has its own folder, ``OUT/<env id>/<method>-rr<r>-s<seed>``
 (with ``-tau<t>`` when tau is not the paper's for that replay ratio; :func:`run_folder`), so
 where a run lies does not depend on which population trained it, and the results loader
-(:func:`redo.results.load_runs`) reads a sweep's folder like any other. Each population has
+(:func:`redo.records.run.load_runs`) reads a sweep's folder like any other. Each population has
 a folder ``OUT/populations/<id>``: when the population starts, its manifest
 (``manifest.json``, :func:`write_manifest`) lists its members; when it ends,
 :func:`redo.population.train_population` writes its timing (``population.json``) there.
@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from redo.config import ConfigError, DQNConfig, paper_tau
-from redo.results import CHECKPOINT_FILE, RECORD_FILE, RUN_FILES, _read_record
+from redo.agent.config import ConfigError, DQNConfig, paper_tau
+from redo.records.run import CHECKPOINT_FILE, RECORD_FILE, RUN_FILES, _read_record
 
 #: Method names on the command line and in folder names, and whether ReDo is on.
 METHODS: dict[str, bool] = {"dqn": False, "redo": True}
@@ -74,13 +74,13 @@ class Grid:
         methods: keys of :data:`METHODS`.
         replay_ratios: gradient steps per env step.
         taus: dormancy thresholds; empty means the paper's rule for each replay ratio
-            (:func:`redo.config.paper_tau`).
+            (:func:`redo.agent.config.paper_tau`).
         seeds: one run per seed.
         settings: any other :class:`DQNConfig` settings, shared by every run (e.g.
             ``total_steps``, ``log_interval``, ``redo_step_mode``).
 
     Axes are stored as tuples; an empty axis (but ``taus``), a repeated value, an unknown
-    method or an axis among ``settings`` raises :class:`redo.config.ConfigError` naming the
+    method or an axis among ``settings`` raises :class:`redo.agent.config.ConfigError` naming the
     axis (or the setting). Values are checked by :meth:`configs`.
     """
 
@@ -123,7 +123,7 @@ class Grid:
     def configs(self) -> list[DQNConfig]:
         """One validated config per run, in the grid's order (env, method, ratio, tau, seed).
 
-        A bad value raises :class:`redo.config.ConfigError` naming the setting.
+        A bad value raises :class:`redo.agent.config.ConfigError` naming the setting.
         """
         configs = []
         for env_id, method, ratio in itertools.product(self.envs, self.methods, self.replay_ratios):
@@ -209,12 +209,12 @@ def plan(grid: Grid, out: str | Path, max_population: int = 32) -> list[Populati
     manifest lists it, which is resumed whole. New runs are grouped by the settings a
     population must share, in grid order, ``max_population`` at most per population; a
     population's id depends only on its members, so planning the same grid again names the
-    same populations. Raises :class:`redo.config.ConfigError` for a setting that a run or a
+    same populations. Raises :class:`redo.agent.config.ConfigError` for a setting that a run or a
     population does not allow, and ValueError for a run folder that cannot be used (it holds
     a run with other settings, an unfinished run that no manifest lists, or one of a
     population that cannot resume) or two runs that would share a folder. Writes nothing.
     """
-    from redo.population import check_population  # torch and the envs load only when needed
+    from redo.population.lockstep import check_population  # torch and the envs load only when needed
 
     if max_population < 1:
         raise ValueError(f"max_population must be >= 1, got {max_population}")
@@ -337,7 +337,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 
 def _shared_settings(config: DQNConfig) -> tuple[Any, ...]:
     """What agents of one population must share: every setting but the per-agent ones."""
-    from redo.population import PER_AGENT_SETTINGS
+    from redo.population.lockstep import PER_AGENT_SETTINGS
 
     return tuple(
         (f.name, getattr(config, f.name))
@@ -355,7 +355,7 @@ def _population_id(out: Path, members: Sequence[Path]) -> str:
 def train_job(job: PopulationJob, device: str | None = None, progress: bool = False) -> list[str]:
     """Write the job's manifest, then train (or resume) its population; returns its run
     folders. This is the Ray task."""
-    from redo.population import train_population  # torch and the envs load only when needed
+    from redo.population.lockstep import train_population  # torch and the envs load only when needed
 
     write_manifest(job)
     train_population(

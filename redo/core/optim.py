@@ -12,7 +12,7 @@ too, whose moments are not fresh: their updates shrink to ``sqrt(1 - beta2**k) /
 of normal, as low as 0.15x, and recover only after thousands of steps.
 
 Keeping ``t`` per element solves both: :class:`ElementwiseAdam` stores ``step`` with the shape
-of the parameter, and the reset in :mod:`redo.recycle` zeroes exactly the recycled entries.
+of the parameter, and the reset in :mod:`redo.core.recycle` zeroes exactly the recycled entries.
 Without resets it computes what ``torch.optim.Adam`` computes (tested to float tolerance).
 
 **Cost.** Until the first reset every entry of a tensor has the same count, so ``step`` is

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from redo.structure import HiddenLayer, hidden_layers
+from redo.core.structure import HiddenLayer, hidden_layers
 
 #: Added to the layer mean so that a layer whose neurons are all silent gets scores of 0
 #: (all dormant) instead of NaN. Dopamine's ReDo uses the same constant.

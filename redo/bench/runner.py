@@ -3,8 +3,8 @@
 One process measures, for each environment, with ReDo off and on, the environment steps per
 second of
 
-* ``single``: the single-agent loop, :func:`redo.dqn.train` with ``out_dir=None``;
-* ``reference``: :func:`redo.reference_loop.reference_loop`, cleanRL's loop with the PyTorch
+* ``single``: the single-agent loop, :func:`redo.agent.dqn.train` with ``out_dir=None``;
+* ``reference``: :func:`redo.bench.reference_loop.reference_loop`, cleanRL's loop with the PyTorch
   seed repository's ReDo habits, on the same env, network and settings;
 * ``population``: :func:`redo.population.train_population` with K agents in lockstep, for each
   K of ``--population``: the aggregate speed, K x lockstep env steps per second.
@@ -30,8 +30,8 @@ paper's period is 1000); the ``resets`` column counts them per agent.
 :data:`WARMUP_CALLS` warm-up calls (synchronising the GPU around each), one gradient step
 (a replay minibatch and the update, as the loops' own update timers count it), one
 dormant-score pass on a score batch, and one ReDo check (score pass and reset) for the single
-loop (:func:`redo.dqn.td_update`, :class:`redo.optim.ElementwiseAdam`,
-:func:`redo.recycle.recycle_dormant`), the reference (``torch.optim.Adam``, the seed's check)
+loop (:func:`redo.agent.dqn.td_update`, :class:`redo.core.optim.ElementwiseAdam`,
+:func:`redo.core.recycle.recycle_dormant`), the reference (``torch.optim.Adam``, the seed's check)
 and the population at each K (per agent: the population's time divided by K), and report the
 score pass and ReDo check as multiples of one gradient step. They run with tau = 1 so that
 every layer has neurons to recycle: the full cost of a reset.
@@ -47,9 +47,9 @@ spin-waiting can slow every operation ~60x (a MinAtar update took 5 ms with one 
 340 ms with two on two busy cores). ``--threads 0`` keeps torch's default. A population's
 operations are K times larger and split over threads better; an Atari network's may too.
 ``--threads 1 2`` measures every loop row at each count, in the same rounds, so that each
-loop can be judged at the count that suits it (:mod:`redo.performance` does); every row
+loop can be judged at the count that suits it (:mod:`redo.bench.performance` does); every row
 records its count. The micro-benchmarks run at the first count, the roofline
-(:mod:`redo.roofline`) at each.
+(:mod:`redo.bench.roofline`) at each.
 """
 
 from __future__ import annotations
@@ -75,26 +75,26 @@ import numpy as np
 import pandas as pd
 import torch
 
-from redo.config import ConfigError, DQNConfig
-from redo.dormant import dormant_scores
-from redo.dqn import LOSSES, td_update, train
-from redo.envs import EnvFamily, env_family, make_env
-from redo.networks import q_network_for
-from redo.optim import ElementwiseAdam
-from redo.population import train_population
-from redo.population_learner import PopulationLearner
-from redo.population_replay import PopulationReplay
-from redo.recycle import recycle_dormant
-from redo.reference_loop import (
+from redo.agent.config import ConfigError, DQNConfig
+from redo.core.dormant import dormant_scores
+from redo.agent.dqn import LOSSES, td_update, train
+from redo.agent.envs import EnvFamily, env_family, make_env
+from redo.core.networks import q_network_for
+from redo.core.optim import ElementwiseAdam
+from redo.population.lockstep import train_population
+from redo.population.learner import PopulationLearner
+from redo.population.replay import PopulationReplay
+from redo.core.recycle import recycle_dormant
+from redo.bench.reference_loop import (
     reference_buffer,
     reference_loop,
     reference_update,
     seed_redo_check,
     train_schedule,
 )
-from redo.replay import ReplayBuffer
-from redo.results import collect_provenance
-from redo.roofline import WARMUP_CALLS, measure_roofline, median_time, random_observations
+from redo.agent.replay import ReplayBuffer
+from redo.records.run import collect_provenance
+from redo.bench.roofline import WARMUP_CALLS, measure_roofline, median_time, random_observations
 
 #: Log intervals in the measured window; one more before them is warm-up.
 INTERVALS = 4
@@ -573,8 +573,8 @@ def micro_rows(
 
 
 def micro_single(config: DQNConfig, env: gym.Env, repeats: int) -> dict[str, float]:
-    """The single loop's pieces: :func:`redo.dqn.td_update` with ElementwiseAdam,
-    :func:`redo.dormant.dormant_scores` and :func:`redo.recycle.recycle_dormant`."""
+    """The single loop's pieces: :func:`redo.agent.dqn.td_update` with ElementwiseAdam,
+    :func:`redo.core.dormant.dormant_scores` and :func:`redo.core.recycle.recycle_dormant`."""
     device = torch.device(config.device)
     q_network, target_network = _networks(config, env)
     optimizer = ElementwiseAdam(q_network.parameters(), lr=config.lr, eps=config.adam_eps)
@@ -737,7 +737,7 @@ def format_report(report: Report) -> str:
         "tau=1) in gradient steps",
         _micro_table(report.micro),
         "",
-        "roofline of one agent's update (see redo.roofline): FLOPs at the measured matmul "
+        "roofline of one agent's update (see redo.bench.roofline): FLOPs at the measured matmul "
         "throughput (compute) or each layer at its measured speed (kernels), plus Adam's "
         "element-wise step: the floors of a population's time per agent",
         _roofline_table(report.roofline),
@@ -769,7 +769,7 @@ def roofline_frame(roofline: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def layer_frame(roofline: Mapping[str, Any]) -> pd.DataFrame:
-    """One roofline's layers (:class:`redo.roofline.LayerKernel`): their FLOPs and time per
+    """One roofline's layers (:class:`redo.bench.roofline.LayerKernel`): their FLOPs and time per
     agent, the throughput that makes, and the rows (one minibatch or K) it was reached with."""
     frame = pd.DataFrame(roofline["layers"])
     return pd.DataFrame(
@@ -870,7 +870,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         ("--redo-period", {"type": int, "metavar": "N", "help": f"gradient steps between resets in the ReDo rows (default: one log interval, at most {MAX_REDO_PERIOD}, so that at least {INTERVALS} resets fall in the window)"}),
         ("--repeats", {"type": int, "metavar": "N", "help": f"timed calls per micro-benchmark, after {WARMUP_CALLS} warm-up calls (default: {DEFAULT_REPEATS}; --quick: {QUICK_REPEATS})"}),
         ("--rounds", {"type": int, "metavar": "R", "help": f"interleaved measurements of every loop row; each row reports its median round (default: {DEFAULT_ROUNDS}; --quick: {QUICK_ROUNDS})"}),
-        ("--threads", {"nargs": "+", "type": int, "default": [1], "metavar": "N", "help": "torch intra-op threads, 0 for torch's default; several: every loop row at each (default: 1; why: see redo.bench)"}),
+        ("--threads", {"nargs": "+", "type": int, "default": [1], "metavar": "N", "help": "torch intra-op threads, 0 for torch's default; several: every loop row at each (default: 1; why: see redo.bench.runner)"}),
         ("--device", {"default": device, "help": f"torch device, cpu or cuda (default here: {device})"}),
         ("--out", {"default": "bench.json", "metavar": "PATH", "help": "JSON file of the results (default: bench.json)"}),
         ("--quick", {"action": "store_true", "help": "smoke run: the --quick budgets, K in 1 8, fewer repeats"}),
@@ -889,8 +889,8 @@ def bench_epilog() -> str:
             f"  {family:<8} {budget.learning_starts} + {budget.steps}{limit}"
             f"   (--quick: {quick.learning_starts} + {quick.steps})"
         )
-    lines.append("rows: single = redo.dqn.train, reference = cleanRL loop with the seed's ReDo")
-    lines.append("habits (redo.reference_loop), population = redo.population.train_population")
+    lines.append("rows: single = redo.agent.dqn.train, reference = cleanRL loop with the seed's ReDo")
+    lines.append("habits (redo.bench.reference_loop), population = redo.population.train_population")
     return "\n".join(lines)
 
 

@@ -4,7 +4,7 @@ Each network is a flat ``nn.Sequential`` with named children, e.g. for the Natur
 
     input -> conv1 -> relu1 -> conv2 -> relu2 -> conv3 -> relu3 -> flatten -> fc1 -> relu4 -> q
 
-so that :func:`redo.structure.hidden_layers` reads layer -> activation -> next layer from the
+so that :func:`redo.core.structure.hidden_layers` reads layer -> activation -> next layer from the
 module order it checks, and the per-layer logs of dormant fractions say ``conv1`` or ``fc1``
 rather than ``0`` or ``3``. The first child is :class:`ScaleInput`, which has no parameters:
 it turns stored observations (uint8 Atari frames, 0/1 MinAtar planes) into float32 inside the
@@ -122,7 +122,7 @@ def mlp(obs_dim: int, n_actions: int, hidden: Sequence[int] = MLP_HIDDEN) -> nn.
 
 
 def q_network_for(observation_shape: Sequence[int], n_actions: int) -> nn.Sequential:
-    """Choose the network from the observation shape made by :func:`redo.envs.make_env`.
+    """Choose the network from the observation shape made by :func:`redo.agent.envs.make_env`.
 
     ``(C, 84, 84)`` -> :func:`nature_cnn`, ``(C, 10, 10)`` -> :func:`minatar_cnn`,
     ``(d,)`` -> :func:`mlp`; any other shape raises ValueError.

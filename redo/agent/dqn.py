@@ -10,7 +10,7 @@ The loop is Dopamine's DQN (the agent of the ReDo paper's DQN experiments) with 
   ``floor(n * replay_ratio)`` gradient steps have been made (:func:`updates_due`), so ratios
   such as 0.4 or 3 are exact, not rounded to "every k steps";
 * every ``redo_period`` gradient steps, **ReDo** recycles the tau-dormant neurons of the online
-  network (:func:`redo.recycle.recycle_dormant`) on ``score_batch_size`` states from replay.
+  network (:func:`redo.core.recycle.recycle_dormant`) on ``score_batch_size`` states from replay.
   The target network is never recycled: it picks the change up at its next copy.
 
 Every ``log_interval`` gradient steps one metrics row records the dormant fractions at the
@@ -20,7 +20,7 @@ steps, in dormant scoring for the log, and in ReDo resets.
 
 **Random streams.** Every consumer of randomness has its own generator, all derived from
 ``config.seed``: the network init (``torch.manual_seed``), the environment and its action
-space (:func:`redo.envs.make_env`), a numpy generator for training batches and ReDo's score
+space (:func:`redo.agent.envs.make_env`), a numpy generator for training batches and ReDo's score
 batches, one for the logged scores, one for epsilon-greedy's coin, and a ``torch.Generator``
 for ReDo's new weights. So the same config gives the same run on the CPU, and changing how
 often metrics are logged does not change the training run at all.
@@ -63,14 +63,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from redo.config import DQNConfig
-from redo.dormant import PAPER_TAUS, dormant_scores, dormant_summary
-from redo.envs import make_env
-from redo.networks import q_network_for
-from redo.optim import ElementwiseAdam
-from redo.recycle import recycle_dormant
-from redo.replay import ReplayBuffer, ReplaySamples
-from redo.results import RunWriter, load_run
+from redo.agent.config import DQNConfig
+from redo.core.dormant import PAPER_TAUS, dormant_scores, dormant_summary
+from redo.agent.envs import make_env
+from redo.core.networks import q_network_for
+from redo.core.optim import ElementwiseAdam
+from redo.core.recycle import recycle_dormant
+from redo.agent.replay import ReplayBuffer, ReplaySamples
+from redo.records.run import RunWriter, load_run
 
 #: Metric columns that measure time, which differ between otherwise identical runs.
 TIMING_COLUMNS: tuple[str, ...] = (
@@ -83,7 +83,7 @@ TIMING_COLUMNS: tuple[str, ...] = (
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
-#: The TD losses by their name in :attr:`DQNConfig.loss <redo.config.DQNConfig>` (huber =
+#: The TD losses by their name in :attr:`DQNConfig.loss <redo.agent.config.DQNConfig>` (huber =
 #: smooth L1, as Dopamine and the MinAtar paper use).
 LOSSES: dict[str, LossFn] = {"huber": F.smooth_l1_loss, "mse": F.mse_loss}
 
@@ -91,7 +91,7 @@ LOSSES: dict[str, LossFn] = {"huber": F.smooth_l1_loss, "mse": F.mse_loss}
 @dataclass(frozen=True, eq=False)
 class TrainResult:
     """A finished run: its folder (None for a throw-away run) and its tables, as loaded back
-    with :func:`redo.results.load_run`."""
+    with :func:`redo.records.run.load_run`."""
 
     folder: Path | None
     config: DQNConfig
@@ -324,7 +324,7 @@ def td_update(
 ) -> tuple[float, float]:
     """One gradient step on the one-step TD error; returns the loss and the mean Q of the
     actions taken. The target bootstraps from the target network unless the episode
-    terminated (a truncated transition is never sampled: see :mod:`redo.replay`)."""
+    terminated (a truncated transition is never sampled: see :mod:`redo.agent.replay`)."""
     device = next(q_network.parameters()).device
     obs = torch.as_tensor(batch.observations, device=device)
     actions = torch.as_tensor(batch.actions, device=device)

@@ -1,6 +1,6 @@
 """Every setting of a DQN run in one frozen dataclass, with per-family defaults and their sources.
 
-A run is fully described by a :class:`DQNConfig`: it is what :func:`redo.dqn.train` reads,
+A run is fully described by a :class:`DQNConfig`: it is what :func:`redo.agent.dqn.train` reads,
 what the run record stores (``to_dict``), and what a resumed run is checked against. Build one
 with :meth:`DQNConfig.for_env`, which fills the defaults of the environment's family
 (:data:`FAMILY_DEFAULTS`) and then applies your overrides.
@@ -28,8 +28,8 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from redo.envs import EnvFamily, env_family
-from redo.recycle import BIAS_CHOICES, INIT_CHOICES, STEP_CHOICES, BiasMode, InitName, StepMode
+from redo.agent.envs import EnvFamily, env_family
+from redo.core.recycle import BIAS_CHOICES, INIT_CHOICES, STEP_CHOICES, BiasMode, InitName, StepMode
 
 LossName = Literal["huber", "mse"]
 LOSS_CHOICES: tuple[str, ...] = ("huber", "mse")
@@ -49,7 +49,7 @@ class OfTotal:
 
 #: Settings shared by every family: the ReDo paper's (Sokar et al., 2023, section 4 and
 #: appendix) recycling period F = 1000 gradient steps and 64 states to score, no ReDo unless
-#: asked for, and the reset options of :mod:`redo.recycle` at their defaults (the layer's own
+#: asked for, and the reset options of :mod:`redo.core.recycle` at their defaults (the layer's own
 #: initial distribution, bias 0, element-wise Adam step).
 _COMMON: dict[str, Any] = {
     "seed": 0,
@@ -84,7 +84,7 @@ FAMILY_DEFAULTS: dict[EnvFamily, dict[str, Any]] = {
         "log_interval": 1_000,
         "checkpoint_interval": 250_000,  # one Dopamine iteration
         # A million stacks of 4x84x84 uint8 frames is ~28 GB: too big to checkpoint by default,
-        # so an Atari resume refills the buffer (see redo.dqn.train).
+        # so an Atari resume refills the buffer (see redo.agent.dqn.train).
         "save_replay_in_checkpoint": False,
     },
     # The MinAtar paper's DQN (Young & Tian, 2019, examples/dqn.py): batch 32, buffer 100k,

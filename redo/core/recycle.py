@@ -26,9 +26,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from redo.dormant import dormant_masks, dormant_scores
-from redo.optim import CLOCK_RESTART, has_elementwise_step, restart_clock_
-from redo.structure import HiddenLayer, WeightLayer, hidden_layers
+from redo.core.dormant import dormant_masks, dormant_scores
+from redo.core.optim import CLOCK_RESTART, has_elementwise_step, restart_clock_
+from redo.core.structure import HiddenLayer, WeightLayer, hidden_layers
 
 InitName = Literal["default", "xavier_uniform", "lecun_normal", "kaiming_uniform"]
 BiasMode = Literal["zero", "redraw"]
@@ -74,9 +74,9 @@ def recycle_dormant(
 
     Args:
         model: an ``nn.Sequential`` of Linear/Conv2d layers and activations (see
-            :mod:`redo.structure`), e.g. one of the package's Q-networks.
+            :mod:`redo.core.structure`), e.g. one of the package's Q-networks.
         optimizer: the optimizer that trains ``model`` (Adam, AdamW or
-            :class:`redo.optim.ElementwiseAdam`), whose state for the reset entries is cleared;
+            :class:`redo.core.optim.ElementwiseAdam`), whose state for the reset entries is cleared;
             ``None`` to reset weights only.
         x: a batch of inputs (the paper uses 64 states sampled from the replay buffer).
         tau: dormancy threshold, ``s_i <= tau`` (paper: 0.025 at replay ratio 0.25, else 0.1).
@@ -185,7 +185,7 @@ def reset_optimizer_entries(
 
     ``step_mode`` decides what happens to Adam's step count, which drives its bias correction:
 
-    * ``elementwise`` (default with :class:`redo.optim.ElementwiseAdam`): the reset entries'
+    * ``elementwise`` (default with :class:`redo.core.optim.ElementwiseAdam`): the reset entries'
       step restarts at 0, the others keep theirs. Correct: fresh moments get a fresh correction.
     * ``keep`` (default with ``torch.optim.Adam``/``AdamW``, which hold one step per tensor;
       Dopamine's choice): steps unchanged.
@@ -256,7 +256,7 @@ def _resolve_step_mode(optimizer: torch.optim.Optimizer, step_mode: StepMode) ->
     if step_mode == "elementwise" and not elementwise:
         raise ValueError(
             f"step_mode='elementwise' needs one step count per weight, but "
-            f"{type(optimizer).__name__} keeps one per tensor; use redo.optim.ElementwiseAdam, "
+            f"{type(optimizer).__name__} keeps one per tensor; use redo.core.optim.ElementwiseAdam, "
             "or step_mode='keep' (Dopamine) or 'zero_all' (seed repository)"
         )
     return step_mode

@@ -44,13 +44,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from redo.config import DQNConfig
-from redo.dqn import LOSSES, td_update
-from redo.envs import make_env
-from redo.networks import q_network_for
-from redo.optim import ElementwiseAdam
-from redo.replay import ReplaySamples
-from redo.structure import WeightLayer
+from redo.agent.config import DQNConfig
+from redo.agent.dqn import LOSSES, td_update
+from redo.agent.envs import make_env
+from redo.core.networks import q_network_for
+from redo.core.optim import ElementwiseAdam
+from redo.agent.replay import ReplaySamples
+from redo.core.structure import WeightLayer
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ def layer_kernels(
 
 def layer_inputs(network: nn.Sequential, obs: Tensor) -> dict[str, tuple[nn.Module, Tensor]]:
     """``{name: (layer, its input)}`` for the weighted layers, in forward order, found by
-    running the package's Q-networks (flat ``nn.Sequential``, see :mod:`redo.networks`) one
+    running the package's Q-networks (flat ``nn.Sequential``, see :mod:`redo.core.networks`) one
     module at a time."""
     seen: dict[str, tuple[nn.Module, Tensor]] = {}
     x = obs

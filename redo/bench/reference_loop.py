@@ -1,14 +1,14 @@
 """The loop structure of the public reference implementations, rebuilt to be timed.
 
-``python -m redo bench`` (:mod:`redo.bench`) compares our loops with the way ReDo is usually
+``python -m redo bench`` (:mod:`redo.bench.runner`) compares our loops with the way ReDo is usually
 run in PyTorch: cleanRL's ``dqn.py``/``dqn_atari.py`` (Huang et al., 2022) as extended by the
 PyTorch seed repository of ReDo. This module re-creates that *structure*, written from a
 description of it, not from its code, and runs it on our environments
-(:func:`redo.envs.make_env`) and networks (:func:`redo.networks.q_network_for`), so that a
+(:func:`redo.agent.envs.make_env`) and networks (:func:`redo.core.networks.q_network_for`), so that a
 difference in speed comes from the loop and not from the game or the model:
 
 * one gymnasium env, stepped and reset by hand; epsilon-greedy with Python's ``random`` and
-  the schedule of :func:`redo.dqn.linear_epsilon`;
+  the schedule of :func:`redo.agent.dqn.linear_epsilon`;
 * stable-baselines3's ``ReplayBuffer``, which cleanRL uses: it samples with numpy's global
   generator and hands back tensors already on the device;
 * ``torch.optim.Adam`` with ``optimizer.zero_grad(); loss.backward(); optimizer.step()`` every
@@ -23,9 +23,9 @@ difference in speed comes from the loop and not from the game or the model:
     sits outside the condition of the check) and the benchmark measures it as such;
   - every ``redo_period`` gradient steps a check scores the neurons with forward hooks
     registered on the network's activation modules for that one forward pass and removed
-    after (what :func:`redo.dormant.dormant_scores` does), redraws the dormant neurons'
+    after (what :func:`redo.core.dormant.dormant_scores` does), redraws the dormant neurons'
     incoming weights with the seed's He-uniform bound, and
-  - sets the step count of *every* Adam state to zero at every check (see :mod:`redo.optim`
+  - sets the step count of *every* Adam state to zero at every check (see :mod:`redo.core.optim`
     for why that confounds the seed's results; here it only costs time).
 
 Nothing here produces results for the book: the loop exists to be timed.
@@ -43,12 +43,12 @@ import torch
 from stable_baselines3.common.buffers import ReplayBuffer as SB3ReplayBuffer
 from torch import Tensor, nn
 
-from redo.config import DQNConfig
-from redo.dormant import dormant_masks, dormant_scores
-from redo.dqn import LOSSES, LossFn, linear_epsilon
-from redo.envs import make_env
-from redo.networks import q_network_for
-from redo.recycle import reset_neurons
+from redo.agent.config import DQNConfig
+from redo.core.dormant import dormant_masks, dormant_scores
+from redo.agent.dqn import LOSSES, LossFn, linear_epsilon
+from redo.agent.envs import make_env
+from redo.core.networks import q_network_for
+from redo.core.recycle import reset_neurons
 
 #: cleanRL reads its losses back for logging every 100 env steps.
 LOG_EVERY = 100
@@ -70,7 +70,7 @@ def run_reference(
     """Run the reference loop for ``learning_starts + steps`` env steps and time the last
     ``steps``: the env steps per second after learning starts, and what that time went to.
 
-    ``overrides`` are further :class:`redo.config.DQNConfig` settings (e.g. ``redo_period``,
+    ``overrides`` are further :class:`redo.agent.config.DQNConfig` settings (e.g. ``redo_period``,
     ``batch_size``); the rest are the family defaults of ``env_id``, with a buffer that holds
     the whole run.
     """

@@ -32,7 +32,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
-from redo.results import Run
+from redo.records.run import Run
 
 #: Method names as the paper writes them, by the config's ``redo`` flag.
 METHOD_NAMES: dict[bool, str] = {False: "DQN", True: "DQN+ReDo"}
@@ -145,7 +145,7 @@ def _window_start(identity: Mapping[str, Any], fraction: float) -> float:
 
 def dormant_column(tau: float) -> str:
     """The metrics.csv column of the fraction of dormant neurons (all hidden layers pooled)
-    at threshold ``tau``, as :func:`redo.dqn.dormant_columns` names it."""
+    at threshold ``tau``, as :func:`redo.agent.dqn.dormant_columns` names it."""
     return f"dormant/tau={tau:g}"
 
 

@@ -23,7 +23,7 @@ alone, so a reader's own report is judged by exactly the same rules.
 
 **The roofline bound.** :func:`population_bound` is the speed-up over the single loop that no
 population can exceed on the machine: even if acting, stepping and storing cost nothing, each
-agent's update takes at least the per-agent floor of :mod:`redo.roofline`, at the matmul
+agent's update takes at least the per-agent floor of :mod:`redo.bench.roofline`, at the matmul
 speed of the device (a bound of arithmetic) or at the speed its kernels reached on the
 network's layers (a bound of this device and library). :func:`population_reach` compares the
 target with them.
@@ -39,7 +39,7 @@ from typing import Any
 
 import pandas as pd
 
-from redo.bench import INTERVALS, speed_ratio  # INTERVALS: log intervals in the window
+from redo.bench.runner import INTERVALS, speed_ratio  # INTERVALS: log intervals in the window
 
 #: The paper's recycling period and the log interval the shares are rescaled to.
 PAPER_REDO_PERIOD = 1_000

@@ -1,13 +1,13 @@
 """Replay storage for a population of agents: one tensor per field, agent dimension first.
 
-The layout and rules are those of :class:`redo.replay.ReplayBuffer`, for K agents at once and
+The layout and rules are those of :class:`redo.agent.replay.ReplayBuffer`, for K agents at once and
 on the training device, so that a population's minibatches are gathered by one indexing
 operation per field instead of K numpy copies and K transfers:
 
 * each observation is stored once: ``add`` writes ``next_obs`` into the following slot, which
   the next ``add`` overwrites with its own observation (the same array unless an episode
   ended); observations keep the env's dtype (``uint8`` for MinAtar and Atari: the networks'
-  :class:`redo.networks.ScaleInput` casts them);
+  :class:`redo.core.networks.ScaleInput` casts them);
 * a truncated, not terminated, transition loses its next observation to the next episode's
   first one, so it is never sampled (as in Dopamine), and once the buffer is full the slot
   after the newest transition (whose observation was overwritten) is never sampled either.
@@ -164,7 +164,7 @@ class PopulationReplay:
 
     def agent_state_dict(self, agent: int) -> dict[str, Any]:
         """Agent ``agent``'s transitions for a checkpoint: CPU copies of its filled slots only
-        (as :meth:`redo.replay.ReplayBuffer.state_dict` keeps them), and the write position,
+        (as :meth:`redo.agent.replay.ReplayBuffer.state_dict` keeps them), and the write position,
         which every agent shares."""
         used = self.capacity if self.full else self.pos + 1
         slots = {

@@ -7,10 +7,10 @@ agent dimension (``torch.func.vmap`` of ``torch.func.grad_and_value`` of a ``fun
 pays that overhead once per population instead of once per agent.
 
 Everything per agent stays per agent: its parameters, its target network, its Adam moments
-and step counts (:func:`redo.optim.adam_update_` on the stacked tensors, with the agent's
+and step counts (:func:`redo.core.optim.adam_update_` on the stacked tensors, with the agent's
 learning rate broadcast over its slice), its threshold tau and whether it recycles at all.
 
-Step counts are kept per element, as :class:`redo.optim.ElementwiseAdam` keeps them, but
+Step counts are kept per element, as :class:`redo.core.optim.ElementwiseAdam` keeps them, but
 stored per agent (shape ``(K, 1, ...)``, broadcast by ``adam_update_``) for as long as all
 of an agent's entries share one count, that is until a reset restarts some of them: the
 arithmetic is the same, and Adam's bias corrections, kept per entry after a reset, then cost
@@ -22,10 +22,10 @@ for bit, as if the round had not happened, because its slices are not computed a
 due agents' slices are gathered, updated and scattered back).
 
 ReDo runs for all agents at once: one functional forward pass returns every hidden layer's
-post-activation output with the agent dimension first, :mod:`redo.dormant` scores them,
+post-activation output with the agent dimension first, :mod:`redo.core.dormant` scores them,
 and the reset is a handful of ``torch.where``/``masked_fill_`` per layer with ``(K, width)``
-masks, following :mod:`redo.recycle` (new incoming weights from :func:`redo.recycle.init_like`,
-bias 0, outgoing weights zeroed through :func:`redo.recycle.outgoing_mask`, moments and step
+masks, following :mod:`redo.core.recycle` (new incoming weights from :func:`redo.core.recycle.init_like`,
+bias 0, outgoing weights zeroed through :func:`redo.core.recycle.outgoing_mask`, moments and step
 counts of exactly those entries cleared). There is no Python loop over agents or neurons.
 """
 
@@ -42,20 +42,20 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
-from redo.config import DQNConfig, LossName
-from redo.dormant import neuron_activity, scores_from_activity
-from redo.dqn import LOSSES
-from redo.networks import q_network_for
-from redo.optim import (
+from redo.agent.config import DQNConfig, LossName
+from redo.core.dormant import neuron_activity, scores_from_activity
+from redo.agent.dqn import LOSSES
+from redo.core.networks import q_network_for
+from redo.core.optim import (
     CLOCK_RESTART,
     adam_update_,
     corrections_from_step,
     restart_clock_,
     widen_step,
 )
-from redo.population_replay import PopulationBatch
-from redo.recycle import STEP_CHOICES, InitName, StepMode, init_like, outgoing_mask
-from redo.structure import HiddenLayer, hidden_layers
+from redo.population.replay import PopulationBatch
+from redo.core.recycle import STEP_CHOICES, InitName, StepMode, init_like, outgoing_mask
+from redo.core.structure import HiddenLayer, hidden_layers
 
 Params = dict[str, Tensor]
 T = TypeVar("T", Tensor, Params)
@@ -66,7 +66,7 @@ _UPDATED_STATE: tuple[str, ...] = ("params", "exp_avg", "exp_avg_sq", *CLOCK_RES
 #: The per-agent state of a checkpoint: the same, and the target network.
 _AGENT_STATE: tuple[str, ...] = ("target_params", *_UPDATED_STATE)
 
-#: Inits that :func:`redo.recycle.init_like` can draw under ``vmap`` (one draw per agent).
+#: Inits that :func:`redo.core.recycle.init_like` can draw under ``vmap`` (one draw per agent).
 #: ``lecun_normal`` cannot: torch's truncated normal rejects samples in a data-dependent loop.
 POPULATION_INITS: tuple[str, ...] = ("default", "xavier_uniform", "kaiming_uniform")
 
@@ -89,11 +89,11 @@ class PopulationLearner:
             recycles this agent's neurons.
         gamma, adam_eps, loss: shared; ``loss`` is ``"huber"`` or ``"mse"``.
         redo_init: distribution of recycled incoming weights, one of :data:`POPULATION_INITS`.
-        redo_step_mode: Adam's step counts at a reset, as in :mod:`redo.recycle`: ``"auto"``
+        redo_step_mode: Adam's step counts at a reset, as in :mod:`redo.core.recycle`: ``"auto"``
             and ``"elementwise"`` zero those of the reset entries (the population's Adam keeps
-            one step per element, like :class:`redo.optim.ElementwiseAdam`), ``"keep"`` keeps
+            one step per element, like :class:`redo.core.optim.ElementwiseAdam`), ``"keep"`` keeps
             them, ``"zero_all"`` zeroes every step of an agent that recycled any neuron.
-        betas: Adam's betas (those of :class:`redo.optim.ElementwiseAdam` by default).
+        betas: Adam's betas (those of :class:`redo.core.optim.ElementwiseAdam` by default).
         generator: random source of recycled weights, on the training device.
     """
 
@@ -133,10 +133,10 @@ class PopulationLearner:
         self.target_params: Params = {name: p.clone() for name, p in self.params.items()}
         self.exp_avg: Params = {name: torch.zeros_like(p) for name, p in self.params.items()}
         self.exp_avg_sq: Params = {name: torch.zeros_like(p) for name, p in self.params.items()}
-        #: Adam's denominators when every agent updates (see :func:`redo.optim.adam_update_`)
+        #: Adam's denominators when every agent updates (see :func:`redo.core.optim.adam_update_`)
         self._scratch: Params = {name: torch.empty_like(p) for name, p in self.params.items()}
         #: Adam's clock: step counts and the bias corrections 1 - beta ** step (see
-        #: :mod:`redo.optim`), shaped (K, 1, ...) until a reset makes them differ within an agent
+        #: :mod:`redo.core.optim`), shaped (K, 1, ...) until a reset makes them differ within an agent
         self.step, self.bias_correction1, self.bias_correction2 = (
             {
                 name: p.new_full((self.agents,) + (1,) * (p.dim() - 1), value)
@@ -174,8 +174,8 @@ class PopulationLearner:
         device: str | torch.device,
         generator: torch.Generator | None = None,
     ) -> PopulationLearner:
-        """Build each agent's network as :func:`redo.dqn.train` does (``torch.manual_seed``
-        with the agent's seed, then :func:`redo.networks.q_network_for`), so that agent i
+        """Build each agent's network as :func:`redo.agent.dqn.train` does (``torch.manual_seed``
+        with the agent's seed, then :func:`redo.core.networks.q_network_for`), so that agent i
         starts from the very parameters of a single run with the same seed."""
         networks = []
         for config in configs:
@@ -273,7 +273,7 @@ class PopulationLearner:
     @torch.no_grad()
     def scores(self, obs: Tensor) -> dict[str, Tensor]:
         """``{hidden layer name: (K, width) scores}`` on ``(K, n, ...)`` states, agent k's
-        network scored on ``obs[k]`` as :func:`redo.dormant.dormant_scores` scores one."""
+        network scored on ``obs[k]`` as :func:`redo.core.dormant.dormant_scores` scores one."""
         activations = vmap(self._hidden_outputs)(self.params, self.buffers, obs)
         return {
             layer.name: scores_from_activity(neuron_activity(h, layer.is_conv))
@@ -364,7 +364,7 @@ class PopulationLearner:
 
     def network(self, agent: int, target: bool = False) -> nn.Module:
         """Agent ``agent``'s online (or target) network as an ordinary module (a copy), e.g.
-        to compare it with a single-agent run or to use :mod:`redo.dormant` on it."""
+        to compare it with a single-agent run or to use :mod:`redo.core.dormant` on it."""
         params = self.target_params if target else self.params
         module = copy.deepcopy(self._template).to_empty(device=self.device)
         module.load_state_dict({name: t[agent] for name, t in (params | self.buffers).items()})
@@ -378,7 +378,7 @@ class PopulationLearner:
     def _agent_loss(
         self, params: Params, buffers: Params, obs: Tensor, actions: Tensor, td_target: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """One agent's TD loss (as :func:`redo.dqn.td_update`) and, as aux, its mean Q."""
+        """One agent's TD loss (as :func:`redo.agent.dqn.td_update`) and, as aux, its mean Q."""
         q_taken = self._q(params, buffers, obs).gather(1, actions.unsqueeze(1)).squeeze(1)
         return self._loss_fn(q_taken, td_target), q_taken.detach().mean()
 

@@ -1,13 +1,13 @@
 """Many agents at once: K independent DQN (+ ReDo) agents trained in lockstep in one process.
 
-:func:`train_population` runs what :func:`redo.dqn.train` runs, for K agents whose networks
+:func:`train_population` runs what :func:`redo.agent.dqn.train` runs, for K agents whose networks
 have the same shape, and writes K run folders that cannot be told apart from single runs:
 same record format, same metric columns, each holding its agent's own
-:meth:`DQNConfig.to_dict() <redo.config.DQNConfig.to_dict>`. Next to them,
+:meth:`DQNConfig.to_dict() <redo.agent.config.DQNConfig.to_dict>`. Next to them,
 ``population.json`` records the population's own timing.
 
 **What is per agent.** Seed, initial parameters (built exactly as the single loop builds
-them), environment (:func:`redo.envs.make_env` with the agent's seed), replay storage,
+them), environment (:func:`redo.agent.envs.make_env` with the agent's seed), replay storage,
 epsilon schedule and coin (the single loop's ``explore`` stream), optimizer state, target
 network, gradient-step count and logs. The settings that may differ between agents are
 :data:`PER_AGENT_SETTINGS`: ``seed``, ``redo``, ``tau``, ``lr`` and ``replay_ratio``. Every
@@ -15,12 +15,12 @@ other setting shapes what the agents share (the network, the batch and buffer sh
 env-step schedule) and must be equal; :func:`check_population` says which one is not.
 
 **How.** The networks are stacked tensors updated by one ``vmap`` over the agents
-(:class:`redo.population_learner.PopulationLearner`); replay lives on the training device
-(:class:`redo.population_replay.PopulationReplay`); the environments step through one
+(:class:`redo.population.learner.PopulationLearner`); replay lives on the training device
+(:class:`redo.population.replay.PopulationReplay`); the environments step through one
 ``gymnasium.vector.SyncVectorEnv`` in ``SAME_STEP`` autoreset mode, whose ``final_obs``
 gives the true last observation of an episode, so the final transition is stored as the
 single loop stores it (terminated: no bootstrap; truncated: never sampled). Each env step,
-every agent makes the gradient steps its replay ratio owes (:func:`redo.dqn.updates_due`) in
+every agent makes the gradient steps its replay ratio owes (:func:`redo.agent.dqn.updates_due`) in
 rounds: round r updates the agents that owe more than r steps, and an agent left out keeps
 its parameters and optimizer state exactly. ReDo and the logged dormant fractions follow
 each agent's own gradient-step count, as in the single loop.
@@ -32,7 +32,7 @@ default): every draw holds one row per agent, so agent i's draws do not depend o
 agents' seeds, ReDo switch or data. They depend on how many rounds the population runs, so an
 agent's run is exactly independent of the others when they share its replay ratio (the
 rounds are then the same); otherwise its batches are as random, but not the same draws.
-Unlike :func:`redo.dqn.train`, ReDo's score batches do not come from the replay stream: a
+Unlike :func:`redo.agent.dqn.train`, ReDo's score batches do not come from the replay stream: a
 stream shared by agents must not advance with another agent's ReDo switch.
 
 **Timing columns.** ``time/update_s``, ``time/score_s`` and ``time/redo_s`` of each agent's
@@ -46,11 +46,11 @@ agent's run folder gets a ``checkpoint.pt`` holding that agent's slice of the po
 observation, epsilon coin, loop counters and running sums) and a copy of what the agents share
 (the three streams' states, the env step, the population's times), so each folder is
 self-contained. ``train_population(..., resume=True)`` continues from them *exactly*, as
-:func:`redo.dqn.train` does, if every agent's checkpoint is at the same env step
+:func:`redo.agent.dqn.train` does, if every agent's checkpoint is at the same env step
 (:func:`check_resumable` lists what a resume needs): a population interrupted while writing
 them, some agents one checkpoint ahead, cannot resume. Without ``save_replay_in_checkpoint``
 the replay restarts empty, and every agent collects ``learning_starts`` new transitions
-before learning again (:mod:`redo.dqn` does the same). ``population.json`` is written when
+before learning again (:mod:`redo.agent.dqn` does the same). ``population.json`` is written when
 the population finishes, its times summed over the segments up to their last checkpoints.
 """
 
@@ -71,9 +71,9 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from tqdm import tqdm
 
-from redo.config import ConfigError, DQNConfig
-from redo.dormant import PAPER_TAUS
-from redo.dqn import (
+from redo.agent.config import ConfigError, DQNConfig
+from redo.core.dormant import PAPER_TAUS
+from redo.agent.dqn import (
     LoopState,
     RandomStreams,
     TrainResult,
@@ -84,10 +84,10 @@ from redo.dqn import (
     snapshot_env,
     updates_due,
 )
-from redo.envs import make_env
-from redo.population_learner import POPULATION_INITS, PopulationLearner
-from redo.population_replay import PopulationReplay
-from redo.results import CHECKPOINT_FILE, RUN_FILES, RunWriter, load_checkpoint, load_run
+from redo.agent.envs import make_env
+from redo.population.learner import POPULATION_INITS, PopulationLearner
+from redo.population.replay import PopulationReplay
+from redo.records.run import CHECKPOINT_FILE, RUN_FILES, RunWriter, load_checkpoint, load_run
 
 #: Settings that may differ between the agents of a population.
 PER_AGENT_SETTINGS: tuple[str, ...] = ("seed", "redo", "tau", "lr", "replay_ratio")
@@ -256,7 +256,7 @@ def _check_checkpoints(folders: Sequence[Path]) -> None:
 
 
 def check_population(configs: Sequence[DQNConfig]) -> None:
-    """Raise :class:`redo.config.ConfigError` (a ValueError) naming the first setting that
+    """Raise :class:`redo.agent.config.ConfigError` (a ValueError) naming the first setting that
     must be shared but differs, or that a population cannot run."""
     if not configs:
         raise ValueError("configs is empty: a population needs at least one DQNConfig")
@@ -296,7 +296,7 @@ def agent_folder_name(agent: int, agents: int) -> str:
 def make_vector_env(
     configs: Sequence[DQNConfig], env_options: Sequence[Mapping[str, Any]] | None = None
 ) -> SyncVectorEnv:
-    """One :func:`redo.envs.make_env` per agent with its seed (and its ``env_options``, e.g.
+    """One :func:`redo.agent.envs.make_env` per agent with its seed (and its ``env_options``, e.g.
     ``max_episode_steps``), autoresetting in the same step: ``info["final_obs"]`` then holds
     the last observation of an episode that ended, which gymnasium's default (reset on the
     next step) would hand over one step later."""
@@ -358,7 +358,7 @@ class Lockstep:
 
     def run(self, progress: bool = False) -> None:
         """Train every agent up to ``total_steps`` env steps (from a restored step, if any),
-        checkpointing as :func:`redo.dqn.dqn_loop` does."""
+        checkpointing as :func:`redo.agent.dqn.dqn_loop` does."""
         start, earlier_s, first = time.perf_counter(), self.wall_time_s, self.env_step
         total = self.config.total_steps
         bar = tqdm(total=total, initial=first, disable=not progress, unit="step")
@@ -550,7 +550,7 @@ class Lockstep:
         self.q_sum.index_fill_(0, logged, 0.0)
 
     def _log_episodes(self, final_info: dict[str, Any], env_step: int) -> None:
-        """Log the episodes that ended now; ``"r"`` is the raw score (see redo.envs)."""
+        """Log the episodes that ended now; ``"r"`` is the raw score (see redo.agent.envs)."""
         if "episode" not in final_info:
             return
         episode = final_info["episode"]
