@@ -24,12 +24,21 @@ from typing import Any
 
 import torch
 
-from redo.bench.runner import add_bench_arguments, bench_epilog, run_bench_command
 from redo.agent.config import FAMILY_DEFAULTS, LOSS_CHOICES, ConfigError, DQNConfig, OfTotal
-from redo.agent.envs import describe_supported
-from redo.core.recycle import BIAS_CHOICES, INIT_CHOICES, STEP_CHOICES
-from redo.records.run import CHECKPOINT_FILE, RUN_FILES
-from redo.population.sweep import AXES, METHODS, Grid, PopulationJob, SweepError, plan, run_folder, run_sweep
+from redo.agent.env_ids import describe_supported
+from redo.bench.command import add_bench_arguments, bench_epilog, run_bench_command
+from redo.core.recycle import BIAS_CHOICES, INIT_CHOICES, SELECTION_CHOICES, STEP_CHOICES
+from redo.population.sweep import (
+    AXES,
+    METHODS,
+    Grid,
+    PopulationJob,
+    SweepError,
+    plan,
+    run_folder,
+    run_sweep,
+)
+from redo.records.record import CHECKPOINT_FILE, RUN_FILES
 
 #: DQNConfig field -> (option, help). Options differ from field names only where a shorter
 #: name reads better on a command line.
@@ -66,6 +75,11 @@ OPTIONS: dict[str, tuple[str, str]] = {
     ),
     "loss": ("--loss", f"TD loss, one of {', '.join(LOSS_CHOICES)} (huber = smooth L1)"),
     "log_interval": ("--log-interval", "gradient steps between metric rows"),
+    "redo_selection": (
+        "--redo-selection",
+        f"neurons a ReDo step recycles, one of {', '.join(SELECTION_CHOICES)}: dormant (the "
+        "paper), random (as many as are dormant, at random), all (the whole network)",
+    ),
     "redo_init": (
         "--redo-init",
         f"distribution of recycled incoming weights, one of {', '.join(INIT_CHOICES)}",
@@ -73,7 +87,8 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "redo_bias": ("--redo-bias", f"recycled bias, one of {', '.join(BIAS_CHOICES)}"),
     "redo_step_mode": (
         "--redo-step-mode",
-        f"Adam step count of recycled weights, one of {', '.join(STEP_CHOICES)}",
+        f"Adam step count at a reset, one of {', '.join(STEP_CHOICES)}: keep (the paper), "
+        "elementwise (restart the recycled entries'), zero_all (the seed repository)",
     ),
     "device": ("--device", "torch device, e.g. cpu or cuda"),
     "checkpoint_interval": (
@@ -89,6 +104,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
 _BOOLEAN = ("redo", "save_replay_in_checkpoint")
 _CHOICES = {
     "loss": LOSS_CHOICES,
+    "redo_selection": SELECTION_CHOICES,
     "redo_init": INIT_CHOICES,
     "redo_bias": BIAS_CHOICES,
     "redo_step_mode": STEP_CHOICES,
@@ -204,7 +220,9 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
         ("--out", {"required": True, "metavar": "DIR", "help": "root folder of the sweep's runs and of its populations (OUT/populations)"}),
         ("--max-population", {"type": _positive_int, "default": 32, "metavar": "K", "help": "most agents trained together in one population (default: 32)"}),
         ("--device", {"help": "torch device the populations train on, e.g. cpu or cuda (default: cpu)"}),
-        ("--ray-address", {"metavar": "ADDR", "help": "run each population as a Ray task: 'local' starts Ray on this machine, 'auto' or HOST:PORT joins a cluster (default: one population after another, in this process)"}),
+        ("--workers", {"type": _positive_int, "metavar": "N", "help": "populations trained at once on this machine, each in its own process (default: one per core; 1: one after another, in this process)"}),
+        ("--threads", {"type": _positive_int, "default": 1, "metavar": "N", "help": "torch threads of each worker (default: 1; small populations use a core each far better than several cores together)"}),
+        ("--ray-address", {"metavar": "ADDR", "help": "run each population as a Ray task instead: 'local' starts Ray on this machine, 'auto' or HOST:PORT joins a cluster"}),
         ("--cpus-per-population", {"type": _non_negative, "default": 1.0, "metavar": "X", "help": "CPUs a population's Ray task asks for (default: 1)"}),
         ("--gpus-per-population", {"type": _non_negative, "default": 0.0, "metavar": "X", "help": "GPUs a population's Ray task asks for, e.g. 0.25 to share a GPU by 4 (default: 0)"}),
         ("--dry-run", {"action": "store_true", "help": "print the populations to train and the finished runs to skip, and exit"}),
@@ -312,6 +330,8 @@ def run_sweep_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
             out,
             max_population=args.max_population,
             device=args.device,
+            workers=args.workers,
+            threads=args.threads,
             ray_address=args.ray_address,
             cpus_per_population=args.cpus_per_population,
             gpus_per_population=args.gpus_per_population,

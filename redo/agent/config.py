@@ -28,8 +28,17 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from redo.agent.envs import EnvFamily, env_family
-from redo.core.recycle import BIAS_CHOICES, INIT_CHOICES, STEP_CHOICES, BiasMode, InitName, StepMode
+from redo.agent.env_ids import EnvFamily, env_family
+from redo.core.recycle import (
+    BIAS_CHOICES,
+    INIT_CHOICES,
+    SELECTION_CHOICES,
+    STEP_CHOICES,
+    BiasMode,
+    InitName,
+    Selection,
+    StepMode,
+)
 
 LossName = Literal["huber", "mse"]
 LOSS_CHOICES: tuple[str, ...] = ("huber", "mse")
@@ -49,16 +58,17 @@ class OfTotal:
 
 #: Settings shared by every family: the ReDo paper's (Sokar et al., 2023, section 4 and
 #: appendix) recycling period F = 1000 gradient steps and 64 states to score, no ReDo unless
-#: asked for, and the reset options of :mod:`redo.core.recycle` at their defaults (the layer's own
-#: initial distribution, bias 0, element-wise Adam step).
+#: asked for, and the paper's reset (:mod:`redo.core.recycle`): the dormant neurons, new
+#: incoming weights from the layer's own initial distribution, bias 0, Adam's step kept.
 _COMMON: dict[str, Any] = {
     "seed": 0,
     "redo": False,
     "redo_period": 1_000,
     "score_batch_size": 64,
+    "redo_selection": "dormant",
     "redo_init": "default",
     "redo_bias": "zero",
-    "redo_step_mode": "auto",
+    "redo_step_mode": "keep",
     "device": "cpu",
 }
 
@@ -192,6 +202,8 @@ class DQNConfig:
     loss: LossName
     #: gradient steps between metric rows
     log_interval: int
+    #: which neurons a ReDo step recycles: dormant (the paper), random (as many), all
+    redo_selection: Selection
     redo_init: InitName
     redo_bias: BiasMode
     redo_step_mode: StepMode
@@ -215,6 +227,7 @@ class DQNConfig:
     }
     _CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
         "loss": LOSS_CHOICES,
+        "redo_selection": SELECTION_CHOICES,
         "redo_init": INIT_CHOICES,
         "redo_bias": BIAS_CHOICES,
         "redo_step_mode": STEP_CHOICES,
@@ -309,6 +322,37 @@ class DQNConfig:
         return cls(**data)
 
 
+def differing_settings(
+    stored: Mapping[str, Any], config: DQNConfig, ignore: tuple[str, ...] = ()
+) -> list[str]:
+    """The settings, but ``ignore``, in which a stored run's config (``run.json``) differs
+    from ``config``, sorted: what every "is this the same run?" check reports."""
+    given = config.to_dict()
+    keys = (set(stored) | set(given)) - set(ignore)
+    return sorted(k for k in keys if stored.get(k, _ABSENT) != given.get(k, _ABSENT))
+
+
+_ABSENT = object()
+
+
+def describe_redo(config: DQNConfig | Mapping[str, Any]) -> str:
+    """Which ReDo a run used, in words: "the paper's ReDo" for the defaults, else the options
+    that differ from them (or "no ReDo")."""
+    values = config.to_dict() if isinstance(config, DQNConfig) else config
+    if not values["redo"]:
+        return "no ReDo"
+    changed = [
+        f"{key.removeprefix('redo_')}={values[key]}"
+        for key in REDO_OPTIONS
+        if values[key] != _COMMON[key]
+    ]
+    return "the paper's ReDo" if not changed else f"ReDo with {', '.join(changed)}"
+
+
+#: The settings that choose a ReDo variant (their defaults are the paper's).
+REDO_OPTIONS: tuple[str, ...] = ("redo_selection", "redo_init", "redo_bias", "redo_step_mode")
+
+
 def _family(env_id: object) -> EnvFamily:
     if not isinstance(env_id, str):
         raise ConfigError("env_id", f"env_id must be a string, got {env_id!r}")
@@ -328,9 +372,12 @@ def _check_int(name: str, value: object, minimum: int) -> int:
 __all__ = [
     "FAMILY_DEFAULTS",
     "LOSS_CHOICES",
+    "REDO_OPTIONS",
     "ConfigError",
     "DQNConfig",
     "LossName",
     "OfTotal",
+    "describe_redo",
+    "differing_settings",
     "paper_tau",
 ]

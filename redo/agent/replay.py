@@ -32,6 +32,37 @@ import numpy as np
 _MAX_REDRAWS = 100
 
 
+def draw_slots(
+    rng: np.random.Generator, n: int, pos: int, full: bool, unusable: np.ndarray
+) -> np.ndarray:
+    """Slots of ``n`` usable transitions of one ring buffer, uniformly with replacement.
+
+    ``pos`` is the next write position, ``full`` whether the ring has wrapped, ``unusable``
+    one flag per slot (truncated, not terminated). This is the one sampler of the package:
+    the single agent's :class:`ReplayBuffer` and each agent of a population's replay call it
+    with the agent's own generator, so both draw the very same slots.
+    """
+    capacity = len(unusable)
+    if pos == 0 and not full:
+        raise ValueError("the replay buffer is empty: add transitions before sampling")
+
+    def draw(size: int) -> np.ndarray:
+        if full:  # every slot but pos, whose observation was overwritten
+            return (pos + 1 + rng.integers(0, capacity - 1, size=size)) % capacity
+        return rng.integers(0, pos, size=size)
+
+    idx = draw(n)
+    for _ in range(_MAX_REDRAWS):
+        bad = unusable[idx]
+        if not bad.any():
+            return idx
+        idx[bad] = draw(int(bad.sum()))
+    raise RuntimeError(
+        "the replay buffer holds (almost) only truncated transitions, which cannot be "
+        "sampled; collect more experience before sampling"
+    )
+
+
 class ReplaySamples(NamedTuple):
     """A batch of transitions as numpy arrays (the caller moves them to its device)."""
 
@@ -107,23 +138,7 @@ class ReplayBuffer:
 
     def sample_indices(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Slots of ``n`` usable transitions, uniformly with replacement."""
-        if len(self) == 0:
-            raise ValueError("the replay buffer is empty: add transitions before sampling")
-        idx = self._draw(n, rng)
-        for _ in range(_MAX_REDRAWS):
-            bad = self.unusable[idx]
-            if not bad.any():
-                return idx
-            idx[bad] = self._draw(int(bad.sum()), rng)
-        raise RuntimeError(
-            "the replay buffer holds (almost) only truncated transitions, which cannot be "
-            "sampled; collect more experience before sampling"
-        )
-
-    def _draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        if self.full:  # every slot but self.pos, whose observation was overwritten
-            return (self.pos + 1 + rng.integers(0, self.capacity - 1, size=n)) % self.capacity
-        return rng.integers(0, self.pos, size=n)
+        return draw_slots(rng, n, self.pos, self.full, self.unusable)
 
     def state_dict(self) -> dict[str, Any]:
         """The contents, for a checkpoint; only the filled slots of a buffer not yet full."""
@@ -159,4 +174,4 @@ class ReplayBuffer:
         self.full = bool(state["full"])
 
 
-__all__ = ["ReplayBuffer", "ReplaySamples"]
+__all__ = ["ReplayBuffer", "ReplaySamples", "draw_slots"]

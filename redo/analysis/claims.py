@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from redo.analysis.tables import stratified_resamples
+from redo.analysis.stats import stratified_resamples
 
 Direction = Literal["greater", "less"]
 VERDICTS = ("supported", "contradicted", "not resolved")

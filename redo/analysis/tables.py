@@ -20,30 +20,25 @@ The book's figures are drawn in three steps, each testable on its own:
 
 from __future__ import annotations
 
-import itertools
 import re
-import zlib
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-from numpy.typing import ArrayLike
 
-from redo.records.run import Run
+from redo.agent.config import REDO_OPTIONS, describe_redo
+from redo.records.reader import Run
 
-#: Method names as the paper writes them, by the config's ``redo`` flag.
 METHOD_NAMES: dict[bool, str] = {False: "DQN", True: "DQN+ReDo"}
 #: One colour per method in every figure, so the methods read the same across the book.
 METHOD_COLOURS: dict[str, str] = {"DQN": "tab:blue", "DQN+ReDo": "tab:red"}
-#: Line styles for a second grouping (e.g. replay ratios), in sorted order of its values.
-LINE_STYLES = ("-", "--", ":", "-.")
 
 #: The columns that say which run a row came from. ``run`` (the folder) tells runs apart;
-#: the others come from the run's config and are what tables are grouped by. The four ReDo
-#: settings after ``total_steps`` matter for ablations only.
+#: the others come from the run's config and are what tables are grouped by; how a run was
+#: packed into a population is not among them, so runs of one setting are alike however they
+#: were trained. The ReDo settings after ``total_steps`` matter for ablations only;
+#: ``redo_variant`` names the ReDo in words (:func:`redo.agent.config.describe_redo`).
 ID_COLUMNS: tuple[str, ...] = (
     "run",
     "env_id",
@@ -54,9 +49,8 @@ ID_COLUMNS: tuple[str, ...] = (
     "seed",
     "total_steps",
     "redo_period",
-    "redo_init",
-    "redo_bias",
-    "redo_step_mode",
+    *REDO_OPTIONS,
+    "redo_variant",
 )
 #: Config keys that :data:`ID_COLUMNS` and the random-policy returns are read from.
 _CONFIG_KEYS = (
@@ -67,9 +61,7 @@ _CONFIG_KEYS = (
     "seed",
     "total_steps",
     "redo_period",
-    "redo_init",
-    "redo_bias",
-    "redo_step_mode",
+    *REDO_OPTIONS,
     "learning_starts",
     "epsilon_start",
 )
@@ -89,7 +81,7 @@ def game_name(env_id: str) -> str:
     return re.sub(r"-v\d+$", "", env_id.rsplit("/", 1)[-1])
 
 
-def _identity(run: Run) -> dict[str, Any]:
+def run_identity(run: Run) -> dict[str, Any]:
     """The :data:`ID_COLUMNS` of one run, read from its config."""
     config = run.config
     missing = [key for key in _CONFIG_KEYS if key not in config]
@@ -107,13 +99,12 @@ def _identity(run: Run) -> dict[str, Any]:
         "seed": int(config["seed"]),
         "total_steps": int(config["total_steps"]),
         "redo_period": int(config["redo_period"]),
-        "redo_init": config["redo_init"],
-        "redo_bias": config["redo_bias"],
-        "redo_step_mode": config["redo_step_mode"],
+        **{key: config[key] for key in REDO_OPTIONS},
+        "redo_variant": describe_redo(config),
     }
 
 
-def _runs(runs: Iterable[Run]) -> list[Run]:
+def runs_given(runs: Iterable[Run]) -> list[Run]:
     runs = list(runs)
     if not runs:
         raise ValueError("no runs given")
@@ -122,7 +113,7 @@ def _runs(runs: Iterable[Run]) -> list[Run]:
 
 def _with_identity(run: Run, table: pd.DataFrame) -> pd.DataFrame:
     """``table`` with the run's identifying columns in front."""
-    identity = _identity(run)
+    identity = run_identity(run)
     return table.assign(**identity)[[*identity, *table.columns]]
 
 
@@ -175,7 +166,7 @@ def dormant_curves(runs: Iterable[Run], taus: Sequence[float] = (0.0, 0.1)) -> p
                 }
             ),
         )
-        for run in _runs(runs)
+        for run in runs_given(runs)
         if len(run.metrics)
         for tau in taus
     ]
@@ -196,7 +187,7 @@ def return_curves(runs: Iterable[Run], window: int) -> pd.DataFrame:
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be a positive integer number of env steps, got {window!r}")
     frames = []
-    for run in _runs(runs):
+    for run in runs_given(runs):
         episodes = run.episodes
         bin_end = (np.ceil(episodes["env_step"] / window) * window).astype("int64")
         binned = episodes.groupby(bin_end.rename("env_step"))["episode_return"]
@@ -215,8 +206,8 @@ def final_returns(runs: Iterable[Run], fraction: float = 0.1) -> pd.DataFrame:
     """
     _check_fraction(fraction)
     rows = []
-    for run in _runs(runs):
-        identity = _identity(run)
+    for run in runs_given(runs):
+        identity = run_identity(run)
         ends = run.episodes["env_step"]
         in_window = run.episodes.loc[ends > _window_start(identity, fraction), "episode_return"]
         rows.append(
@@ -263,8 +254,8 @@ def _window_dormant(
     """Each run's mean dormant fraction over the logged rows that ``in_window`` selects."""
     _check_fraction(fraction)
     rows = []
-    for run in _runs(runs):
-        identity = _identity(run)
+    for run in runs_given(runs):
+        identity = run_identity(run)
         if len(run.metrics):
             values = _dormant_values(run, tau)[in_window(run.metrics["env_step"], identity)]
         else:
@@ -299,9 +290,9 @@ def random_returns(runs: Iterable[Run]) -> pd.Series:
     ended before learning started.
     """
     pooled: dict[str, list[pd.Series]] = {}
-    for run in _runs(runs):
+    for run in runs_given(runs):
         config = run.config
-        game = _identity(run)["game"]
+        game = run_identity(run)["game"]
         if config["epsilon_start"] != 1:
             raise ValueError(
                 f"{run.folder}: epsilon_start is {config['epsilon_start']}, not 1, so its "
@@ -362,402 +353,18 @@ def normalise_per_game(
     return out.assign(score=(out["final_return"] - out["random_return"]) / span)
 
 
-# --- aggregate statistics -------------------------------------------------------------------
-
-
-def iqm(values: ArrayLike, axis: int = -1) -> float | np.ndarray:
-    """Interquartile mean along ``axis``: the mean of the middle values after dropping the
-    lowest and highest ``floor(n / 4)`` of the ``n`` values.
-
-    This is ``scipy.stats.trim_mean(values, 0.25, axis)``, which rliable uses: it cuts
-    ``int(0.25 * n)`` values from each end, so for n not divisible by 4 *more* than half of the
-    values are kept (n = 5: the middle 3; n = 6: the middle 4), and for n < 4 nothing is cut.
-    The IQM is robust to the outlier runs RL produces, yet, unlike the median, it averages
-    the middle half of the runs rather than resting on one or two. Returns a float for 1-D input, else an array without ``axis``.
-    """
-    x = np.sort(np.asarray(values, dtype=float), axis=axis)
-    n = x.shape[axis]
-    if n == 0:
-        raise ValueError("iqm of no values")
-    if np.isnan(x).any():
-        raise ValueError("iqm of values with NaN; drop runs without a final return first")
-    cut = n // 4
-    result = np.take(x, np.arange(cut, n - cut), axis=axis).mean(axis=axis)
-    return float(result) if result.ndim == 0 else result
-
-
-def _group_rng(seed: int, key: tuple[Hashable, ...]) -> np.random.Generator:
-    """A generator for one group, seeded by ``seed`` and the group's values: a group's interval
-    then does not move when other groups (another method, say) are added to the table."""
-    return np.random.default_rng([seed, zlib.crc32("|".join(map(str, key)).encode())])
-
-
-def stratified_resamples(
-    strata: Sequence[np.ndarray], n_resamples: int, rng: np.random.Generator
-) -> np.ndarray:
-    """``(n_resamples, total runs)``: each row redraws every stratum's runs with replacement
-    from that stratum only, so every resample has each game's number of runs."""
-    return np.concatenate(
-        [s[rng.integers(0, len(s), size=(n_resamples, len(s)))] for s in strata], axis=1
-    )
-
-
-def bootstrap_ci(
-    frame: pd.DataFrame,
-    statistic: Callable[[np.ndarray], Any] = iqm,
-    group_cols: Sequence[str] = ("method", "replay_ratio"),
-    stratify_col: str = "game",
-    value_col: str = "score",
-    n_resamples: int = 2000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Point estimate and stratified-bootstrap percentile interval of ``statistic`` per group.
-
-    Within each group (e.g. method x replay ratio) the runs of each stratum (game) are
-    resampled with replacement, and ``statistic`` is recomputed on the pooled resampled scores,
-    as rliable's ``StratifiedBootstrap`` does: the uncertainty is over runs, while every
-    resample keeps every game with its number of runs, so no game drops out by chance. The
-    interval is the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of the
-    resampled statistics. A stratum with one run cannot vary, so with one run per game the
-    interval is the point estimate.
-
-    ``statistic`` must reduce the last axis of a 2-D array (resamples x runs) to one value per
-    resample, as :func:`iqm` does; for the mean pass ``functools.partial(np.mean, axis=-1)``.
-    Returns one row per group: ``group_cols``, ``estimate``, ``lower``, ``upper``, ``runs``,
-    ``strata`` and ``confidence``.
-    """
-    if frame.empty:
-        raise ValueError("no runs to bootstrap: the frame is empty")
-    if not group_cols:
-        raise ValueError("group_cols must name at least one column")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be positive, got {n_resamples}")
-    if not np.isfinite(frame[value_col].to_numpy(dtype=float)).all():
-        raise ValueError(f"{value_col} holds NaN or infinite values; drop those runs first")
-    rows = []
-    for key, group in frame.groupby(list(group_cols), sort=True):
-        strata = [g[value_col].to_numpy(dtype=float) for _, g in group.groupby(stratify_col)]
-        stats = np.asarray(
-            statistic(stratified_resamples(strata, n_resamples, _group_rng(seed, key)))
-        )
-        if stats.shape != (n_resamples,):
-            raise ValueError(
-                f"statistic must reduce the last axis to one value per resample; got shape "
-                f"{stats.shape} for {n_resamples} resamples"
-            )
-        lower, upper = np.quantile(stats, [(1 - confidence) / 2, (1 + confidence) / 2])
-        rows.append(
-            dict(zip(group_cols, key, strict=True))
-            | {
-                "estimate": float(statistic(np.concatenate(strata))),
-                "lower": float(lower),
-                "upper": float(upper),
-                "runs": len(group),
-                "strata": len(strata),
-                "confidence": confidence,
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-# --- figures --------------------------------------------------------------------------------
-
-
-def _check_one_run_per_seed(line: pd.DataFrame, x: str) -> None:
-    """A line averages seeds of one setting; runs of several settings (two ReDo thresholds,
-    say) would be averaged silently, so name the columns that tell them apart."""
-    if line[[x, "seed"]].duplicated().any():
-        varying = [c for c in ID_COLUMNS[1:] if c in line and c != "seed" and line[c].nunique() > 1]
-        raise ValueError(
-            f"one line would average several runs per seed (they differ in {varying}); "
-            "select one setting first"
-        )
-
-
-def _facet_lines(
-    data: pd.DataFrame,
-    *,
-    x: str,
-    y: str,
-    row: str,
-    col: str,
-    style: str | None,
-    titles: Callable[[Any, Any], str],
-    style_label: Callable[[Any], str] = str,
-    marker: str | None = None,
-    sharey: str = "row",
-) -> Figure:
-    """A grid of panels (``row`` x ``col``), one line per method (colour) and ``style`` value
-    (line style): the mean over seeds of ``y`` at each ``x``, with a min-max band.
-
-    Drawn with matplotlib from a pandas aggregation rather than with seaborn's ``relplot``,
-    whose per-point aggregation took 33 s for one game of 3 seeds x 5000 logged rows (min-max
-    band; far longer with its default bootstrap band), against about 1 s for five games here.
-    """
-    rows, cols = sorted(data[row].unique()), sorted(data[col].unique())
-    styles = sorted(data[style].unique()) if style else [""]
-    data = data.assign(_style=data[style] if style else "")
-    fig, axes = plt.subplots(
-        len(rows),
-        len(cols),
-        figsize=(3.4 * len(cols) + 0.4, 2.7 * len(rows) + 1.0),
-        squeeze=False,
-        sharex=True,
-        sharey=sharey,
-        constrained_layout=True,
-    )
-    handles: dict[str, Any] = {}
-    for (i, r), (j, c) in itertools.product(enumerate(rows), enumerate(cols)):
-        ax = axes[i, j]
-        panel = data[(data[row] == r) & (data[col] == c)]
-        for (method, s), line in panel.groupby(["method", "_style"]):
-            _check_one_run_per_seed(line, x)
-            stats = line.groupby(x)[y].agg(["mean", "min", "max"])
-            colour = METHOD_COLOURS.get(method)
-            label = method if style is None else f"{method}, {style_label(s)}"
-            (handles[label],) = ax.plot(
-                stats.index,
-                stats["mean"],
-                color=colour,
-                linestyle=LINE_STYLES[styles.index(s) % len(LINE_STYLES)],
-                marker=marker,
-                label=label,
-            )
-            ax.fill_between(
-                stats.index, stats["min"], stats["max"], color=colour, alpha=0.2, linewidth=0
-            )
-        ax.set_title(titles(r, c), fontsize="medium")
-    fig.legend(
-        handles.values(),
-        handles.keys(),
-        loc="outside lower center",
-        ncols=data["method"].nunique(),  # a column per method, its line styles below
-        frameon=False,
-    )
-    return fig
-
-
-def _label_axes(fig: Figure, xlabel: str, ylabel: str, title: str) -> Figure:
-    """Label only the outer axes of a grid, and title the figure with what the lines show."""
-    grid = np.asarray(fig.axes).reshape(fig.axes[0].get_gridspec().get_geometry())
-    for ax in grid[-1, :]:
-        ax.set_xlabel(xlabel)
-    for ax in grid[:, 0]:
-        ax.set_ylabel(ylabel)
-    fig.suptitle(f"{title}\n(mean over seeds; {BAND_LABEL})")
-    return fig
-
-
-def _tau_label(tau: float) -> str:
-    return f"τ = {tau:g}"
-
-
-def plot_dormant_curves(curves: pd.DataFrame) -> Figure:
-    """Dormant neurons (%) over training: a panel per game (columns) and per threshold (rows),
-    colour by method, line style by replay ratio; mean over seeds with a min-max band.
-
-    ``curves`` is a :func:`dormant_curves` table.
-    """
-    data = curves.assign(dormant_pct=100 * curves["dormant_fraction"])
-    fig = _facet_lines(
-        data,
-        x="env_step",
-        y="dormant_pct",
-        row="tau",
-        col="game",
-        style="replay_ratio",
-        style_label=lambda rr: f"replay ratio {rr:g}",
-        titles=lambda tau, game: f"{game}, {_tau_label(tau)}",
-    )
-    return _label_axes(
-        fig,
-        "environment steps",
-        "dormant neurons (%)",
-        "Dormant neurons during training",
-    )
-
-
-def plot_dormant_vs_replay_ratio(final_dormant: pd.DataFrame) -> Figure:
-    """Dormant neurons (%) at the end of training against the replay ratio (log scale), a
-    panel per game (and a row per threshold), colour by method; mean over seeds with a band.
-
-    ``final_dormant`` is a :func:`final_dormant` table (or several concatenated).
-    """
-    data = final_dormant.assign(dormant_pct=100 * final_dormant["dormant_fraction"])
-    fig = _facet_lines(
-        data,
-        x="replay_ratio",
-        y="dormant_pct",
-        row="tau",
-        col="game",
-        style=None,
-        marker="o",
-        titles=lambda tau, game: f"{game}, {_tau_label(tau)}",
-    )
-    ratios = sorted(data["replay_ratio"].unique())
-    for ax in fig.axes:
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
-        ax.minorticks_off()
-    last = ", ".join(f"{100 * f:g}%" for f in sorted(data["fraction"].unique()))
-    return _label_axes(
-        fig,
-        "replay ratio (gradient steps per env step)",
-        "dormant neurons (%)",
-        f"Dormant neurons in the last {last} of training",
-    )
-
-
-def plot_returns(curves: pd.DataFrame) -> Figure:
-    """Episode return over training: a panel per game (columns) and replay ratio (rows),
-    colour by method; mean over seeds with a min-max band. Panels of one game share the y axis.
-
-    ``curves`` is a :func:`return_curves` table.
-    """
-    fig = _facet_lines(
-        curves,
-        x="env_step",
-        y="episode_return",
-        row="replay_ratio",
-        col="game",
-        style=None,
-        titles=lambda rr, game: f"{game}, replay ratio {rr:g}",
-        sharey="col",
-    )
-    return _label_axes(
-        fig,
-        "environment steps",
-        "episode return (game score)",
-        "Return during training",
-    )
-
-
-def plot_aggregate(ci_table: pd.DataFrame, ylabel: str = "IQM of normalised score") -> Figure:
-    """The aggregate score per method and replay ratio: point estimate with its interval.
-
-    ``ci_table`` is a :func:`bootstrap_ci` table grouped by ``method`` and ``replay_ratio``.
-    Methods are drawn side by side at each replay ratio.
-    """
-    if ci_table[["method", "replay_ratio"]].duplicated().any():
-        raise ValueError(
-            "ci_table has several rows per method and replay ratio; select one setting first"
-        )
-    ratios = sorted(ci_table["replay_ratio"].unique())
-    methods = sorted(ci_table["method"].unique())
-    fig, ax = plt.subplots(figsize=(1.2 * len(ratios) + 3.5, 3.4), constrained_layout=True)
-    for k, (method, rows) in enumerate(ci_table.groupby("method", sort=True)):
-        offset = (k - (len(methods) - 1) / 2) * 0.15
-        x = [ratios.index(r) + offset for r in rows["replay_ratio"]]
-        estimate, lower, upper = (
-            rows[c].to_numpy(dtype=float) for c in ("estimate", "lower", "upper")
-        )
-        ax.errorbar(
-            x,
-            estimate,
-            yerr=[estimate - lower, upper - estimate],
-            fmt="o",
-            capsize=4,
-            color=METHOD_COLOURS.get(method),
-            label=method,
-        )
-    ax.set_xticks(range(len(ratios)), [f"{r:g}" for r in ratios])
-    ax.set_xlim(-0.5, len(ratios) - 0.5)
-    ax.set_xlabel("replay ratio (gradient steps per env step)")
-    ax.set_ylabel(ylabel)
-    levels = ", ".join(f"{100 * c:g}%" for c in sorted(ci_table["confidence"].unique()))
-    ax.set_title(f"Aggregate over games ({levels} stratified bootstrap intervals)")
-    ax.legend(frameon=False)
-    return fig
-
-
-# --- captions -------------------------------------------------------------------------------
-
-
-def _listing(values: Iterable[Any], fmt: Callable[[Any], str] = str) -> str:
-    return ", ".join(fmt(v) for v in sorted(set(values)))
-
-
-def _span(counts: Iterable[int]) -> str:
-    """``3`` or ``2-3``: how many of something there are, when that varies."""
-    counts = list(counts)
-    low, high = min(counts), max(counts)
-    return f"{low}" if low == high else f"{low}-{high}"
-
-
-def _hardware(provenance: Mapping[str, Any]) -> str:
-    hardware = provenance.get("hardware") or {}
-    if hardware.get("gpu"):
-        return f"GPU {hardware['gpu']}"
-    return f"CPU {hardware.get('cpu', 'unknown')} ({hardware.get('logical_cores', '?')} cores)"
-
-
-def _commit(provenance: Mapping[str, Any]) -> str:
-    git = provenance.get("git")
-    if not git:
-        return "unknown (not run from a git checkout)"
-    return git["commit"][:10] + (" (with uncommitted changes)" if git["dirty"] else "")
-
-
-def describe_runs(runs: Iterable[Run]) -> str:
-    """A caption for a figure drawn from ``runs``: what was run, how long, where and with
-    which code, so that a figure in the book says where its numbers come from.
-
-    Hardware, dates and commits are read from every segment of every run, so a run resumed
-    on another machine or with other code shows both.
-    """
-    runs = _runs(runs)
-    ids = pd.DataFrame([_identity(run) for run in runs])
-    settings = [c for c in ID_COLUMNS if c not in ("run", "seed")]
-    segments = [s for run in runs for s in run.record["segments"]]
-    provenances = [s["provenance"] for s in segments]
-    budgets = _listing(ids["total_steps"], lambda n: f"{n:,}")
-    short = int((ids["total_steps"] > [run.record["env_steps"] for run in runs]).sum())
-    commits = sorted(set(map(_commit, provenances)))
-    statuses = pd.Series([run.record["status"] for run in runs]).value_counts().sort_index()
-    dates = [s["started_at"][:10] for s in segments] + [
-        s["ended_at"][:10] for s in segments if s["ended_at"]
-    ]
-    first, last = min(dates), max(dates)
-    hours = sum(float(run.record["wall_time_s"]) for run in runs) / 3600
-    sentences = [
-        f"{len(runs)} runs: games {_listing(ids['game'])}; methods {_listing(ids['method'])}; "
-        f"replay ratios {_listing(ids['replay_ratio'], lambda r: f'{r:g}')}",
-        f"{_span(ids.groupby(settings)['seed'].nunique())} seeds per setting "
-        f"(seeds {_listing(ids['seed'])})",
-        f"{budgets} environment steps per run"
-        + (f", {short} of the runs stopped short of it" if short else ""),
-        "Status: " + ", ".join(f"{n} {status}" for status, n in statuses.items()),
-        f"Made {first}"
-        + (f" to {last}" if last != first else "")
-        + f" on {_listing(map(_hardware, provenances))}, {hours:.1f} run-hours in all "
-        "(wall time summed over runs; the runs of one population shared their hours)",
-        f"Code: redo at git commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}",
-    ]
-    return ". ".join(sentences) + "."
-
-
 __all__ = [
     "BAND_LABEL",
     "ID_COLUMNS",
     "METHOD_COLOURS",
     "METHOD_NAMES",
-    "bootstrap_ci",
-    "describe_runs",
     "dormant_column",
     "dormant_curves",
     "early_dormant",
     "final_dormant",
     "final_returns",
     "game_name",
-    "iqm",
     "normalise_per_game",
-    "plot_aggregate",
-    "plot_dormant_curves",
-    "plot_dormant_vs_replay_ratio",
-    "plot_returns",
     "random_returns",
     "reference_returns",
     "return_curves",

@@ -39,7 +39,8 @@ from typing import Any
 
 import pandas as pd
 
-from redo.bench.runner import INTERVALS, speed_ratio  # INTERVALS: log intervals in the window
+from redo.bench.runner import speed_ratio
+from redo.bench.settings import INTERVALS  # INTERVALS: log intervals in the window
 
 #: The paper's recycling period and the log interval the shares are rescaled to.
 PAPER_REDO_PERIOD = 1_000

@@ -44,9 +44,10 @@ from stable_baselines3.common.buffers import ReplayBuffer as SB3ReplayBuffer
 from torch import Tensor, nn
 
 from redo.agent.config import DQNConfig
-from redo.core.dormant import dormant_masks, dormant_scores
-from redo.agent.dqn import LOSSES, LossFn, linear_epsilon
 from redo.agent.envs import make_env
+from redo.agent.schedule import linear_epsilon
+from redo.agent.td import LOSSES, LossFn
+from redo.core.dormant import dormant_masks, dormant_scores
 from redo.core.networks import q_network_for
 from redo.core.recycle import reset_neurons
 

@@ -45,11 +45,12 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from redo.agent.config import DQNConfig
-from redo.agent.dqn import LOSSES, td_update
 from redo.agent.envs import make_env
+from redo.agent.replay import ReplaySamples
+from redo.agent.td import LOSSES, td_update
+from redo.bench.settings import WARMUP_CALLS
 from redo.core.networks import q_network_for
 from redo.core.optim import ElementwiseAdam
-from redo.agent.replay import ReplaySamples
 from redo.core.structure import WeightLayer
 
 
@@ -213,10 +214,6 @@ def matmul_throughput(size: int, repeats: int, device: torch.device) -> float:
     """FLOP/s of a ``size`` x ``size`` float32 matrix product (2 size^3 FLOPs)."""
     a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     return 2 * size**3 / median_time(lambda: a @ b, device, repeats)
-
-
-#: Calls before timing starts: the first calls pay for allocation and lazy initialisation.
-WARMUP_CALLS = 3
 
 
 def median_time(fn: Callable[[], object], device: torch.device, repeats: int) -> float:

@@ -18,12 +18,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import torch
 from torch import Tensor, nn
 
 from redo.core.structure import HiddenLayer, hidden_layers
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Added to the layer mean so that a layer whose neurons are all silent gets scores of 0
 #: (all dormant) instead of NaN. Dopamine's ReDo uses the same constant.
@@ -171,7 +174,11 @@ class DormantSummary:
         return sum(self.fraction(tau, name) for name in self.neurons) / len(self.neurons)
 
     def to_frame(self) -> pd.DataFrame:
-        """Tidy table: one row per (tau, layer) with dormant count, width and fraction."""
+        """Tidy table: one row per (tau, layer) with dormant count, width and fraction.
+
+        pandas is imported here, not with the module: the core needs only torch and numpy."""
+        import pandas as pd
+
         rows = [
             {
                 "tau": tau,

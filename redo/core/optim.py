@@ -11,7 +11,8 @@ instead (as the PyTorch seed repository does) restarts the correction of every *
 too, whose moments are not fresh: their updates shrink to ``sqrt(1 - beta2**k) / (1 - beta1**k)``
 of normal, as low as 0.15x, and recover only after thousands of steps.
 
-Keeping ``t`` per element solves both: :class:`ElementwiseAdam` stores ``step`` with the shape
+The paper's ReDo keeps the single count (``step_mode="keep"`` in :mod:`redo.core.recycle`,
+the package's default); the book's variant keeps ``t`` per element, which solves both: :class:`ElementwiseAdam` stores ``step`` with the shape
 of the parameter, and the reset in :mod:`redo.core.recycle` zeroes exactly the recycled entries.
 Without resets it computes what ``torch.optim.Adam`` computes (tested to float tolerance).
 
@@ -22,9 +23,8 @@ own single-tensor Adam costs. The reset widens it to the parameter's shape
 ``bias_correction1`` and ``bias_correction2`` (``1 - beta ** t`` per entry). Each update
 advances them with one ``lerp`` each, since ``1 - beta ** (t + 1)`` is ``c + (1 - beta)(1 - c)``
 for ``c = 1 - beta ** t``, instead of recomputing ``beta ** t`` from the counts (two ``exp``
-per entry per update, ~200 us each for a 128 x 1600 tensor on one CPU thread). They converge
-to 1, so they never become denormal numbers (whose arithmetic is ~100x slower on a CPU), as
-kept powers ``beta ** t`` would. The update then folds both corrections, ``eps`` and the
+per entry per update). They converge to 1, so they never become denormal numbers (whose
+arithmetic is slow on a CPU), as kept powers ``beta ** t`` would. The update then folds both corrections, ``eps`` and the
 learning rate into one denominator: after a reset an update makes 11 element-wise passes over
 a tensor, against 7 before it. The corrections are state, not a cache, so a checkpoint holds
 them and a resumed run computes exactly what an uninterrupted one does; a reset restarts them
@@ -47,12 +47,12 @@ def adam_update_(
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
     step: Tensor,
+    corrections: tuple[Tensor, Tensor],
     *,
     lr: float | Tensor,
     beta1: float,
     beta2: float,
     eps: float,
-    corrections: tuple[Tensor, Tensor] | None = None,
     scratch: Tensor | None = None,
 ) -> None:
     """One Adam update in place, with ``step`` a tensor broadcastable to ``param``.
@@ -60,28 +60,22 @@ def adam_update_(
     The arithmetic is ``torch.optim.Adam``'s (single-tensor path): equal to float tolerance,
     term by term while every entry has one count on the CPU. Shapes are free: the same call
     updates one network or a stacked population (``lr`` may then broadcast per agent).
-    ``corrections``, if given, are ``(1 - beta1 ** step, 1 - beta2 ** step)`` shaped like
-    ``step``: they are advanced in place instead of being recomputed from ``step``.
-    ``scratch``, a tensor shaped like ``param``, receives the denominator; without it each
-    update allocates a fresh one, which for a stacked population is several MiB per update
-    (an allocating division was ~10x slower than the same division in place in one ad-hoc
-    profile of 8 MinAtar agents on a CPU; not a stored measurement).
+    ``corrections`` are the bias corrections ``(1 - beta1 ** step, 1 - beta2 ** step)``
+    shaped like ``step``, advanced in place. ``scratch``, a tensor shaped like ``param``,
+    receives the denominator, so that an update allocates nothing.
     """
     step.add_(1)
     exp_avg.lerp_(grad, 1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-    if corrections is not None and _one_count_on_cpu(step, lr):
+    if _one_count_on_cpu(step, lr):
         _scalar_corrections(
             param, exp_avg, exp_avg_sq, step, corrections, lr, beta1, beta2, eps, scratch
         )
         return
-    if corrections is None:
-        correction1, correction2 = 1 - _power(beta1, step), 1 - _power(beta2, step)
-    else:
-        correction1, correction2 = corrections
-        one = correction1.new_ones(())
-        correction1.lerp_(one, 1 - beta1)
-        correction2.lerp_(one, 1 - beta2)
+    correction1, correction2 = corrections
+    one = correction1.new_ones(())
+    correction1.lerp_(one, 1 - beta1)
+    correction2.lerp_(one, 1 - beta2)
     # lr * (m / c1) / (sqrt(v / c2) + eps), with one denominator: (sqrt(v / c2) + eps) * c1 / lr
     denom = torch.div(exp_avg_sq, correction2, out=scratch).sqrt_().add_(eps).mul_(correction1)
     if isinstance(lr, Tensor):
@@ -132,22 +126,6 @@ def restart_clock_(state: MutableMapping[str, Tensor], entries: Tensor) -> None:
         if key in state:
             state[key] = widen_step(state[key], entries.shape)
             state[key].masked_fill_(entries, value)
-
-
-def _power(base: float, exponent: Tensor) -> Tensor:
-    """``base ** exponent`` for ``0 <= base < 1``, through one multiply and one ``exp``."""
-    if base == 0:  # log(0) is -inf and 0 * -inf is nan: 0 ** t is 1 at t = 0, else 0
-        return (exponent == 0).to(exponent.dtype)
-    return torch.exp(exponent * math.log(base))
-
-
-def corrections_from_step(step: Tensor, beta1: float, beta2: float) -> dict[str, Tensor]:
-    """The bias corrections of a clock that has only its ``step`` (a state saved before they
-    were kept), computed once from the counts."""
-    return {
-        "bias_correction1": 1 - _power(beta1, step),
-        "bias_correction2": 1 - _power(beta2, step),
-    }
 
 
 def compact_step(param: Tensor) -> Tensor:
@@ -224,11 +202,11 @@ class ElementwiseAdam(torch.optim.Optimizer):
                     state["exp_avg"],
                     state["exp_avg_sq"],
                     state["step"],
+                    (state["bias_correction1"], state["bias_correction2"]),
                     lr=group["lr"],
                     beta1=beta1,
                     beta2=beta2,
                     eps=group["eps"],
-                    corrections=_corrections(state, beta1, beta2),
                     scratch=self._scratch_for(param),
                 )
         return loss
@@ -237,18 +215,3 @@ class ElementwiseAdam(torch.optim.Optimizer):
         if param not in self._scratch:
             self._scratch[param] = torch.empty_like(param, memory_format=torch.preserve_format)
         return self._scratch[param]
-
-
-def _corrections(state: dict[str, Tensor], beta1: float, beta2: float) -> tuple[Tensor, Tensor]:
-    """The state's kept bias corrections, computed from ``step`` once for a state saved
-    without them (which may hold the powers ``beta ** step`` kept before: dropped)."""
-    if "bias_correction1" not in state:
-        state.pop("beta1_power", None)
-        state.pop("beta2_power", None)
-        state.update(corrections_from_step(state["step"], beta1, beta2))
-    return state["bias_correction1"], state["bias_correction2"]
-
-
-def has_elementwise_step(optimizer: torch.optim.Optimizer) -> bool:
-    """Whether ``optimizer`` keeps one step count per element (and so can reset it per entry)."""
-    return isinstance(optimizer, ElementwiseAdam)

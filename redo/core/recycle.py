@@ -1,25 +1,39 @@
-"""ReDo: recycle dormant neurons (Sokar et al., 2023, Algorithm 1).
+"""ReDo: recycle dormant neurons (Sokar et al., 2023, Algorithm 1), as the paper's code does it.
 
-For every tau-dormant neuron of a hidden layer:
+For the neurons chosen at a recycling step (by default the tau-dormant ones):
 
-1. its incoming weights (a row of a dense layer, an output channel's kernel of a
-   convolution) are drawn again from an initial distribution, and its bias is set to 0;
-2. its outgoing weights (its columns in the next layer) are set to zero, so that the network
-   computes, right after the reset, what it computed before without that neuron's
-   contribution: exactly the same function at tau = 0, where the neuron was silent anyway;
+1. their incoming weights (a row of a dense layer, an output channel's kernel of a
+   convolution) are drawn again from an initial distribution, and their biases set to 0;
+2. then their outgoing weights (their columns in the next layer) are set to zero, so that
+   right after the reset the network computes what it computed before without those neurons'
+   contribution: exactly the same function at tau = 0, where the neurons were silent anyway;
 3. the optimizer's moments of exactly those incoming and outgoing entries are zeroed, so that
    stale momentum does not push the fresh weights straight back to where they died.
+
+**One rule, whatever the layer order.** Step 1 is done for every layer before step 2 for any:
+when neuron i of layer l and neuron j of layer l+1 are both recycled, the weight
+``W[l+1][j, i]`` is both an incoming weight of j and an outgoing weight of i, and it ends at
+zero, as it does in the official code (google/dopamine ``labs/redo/weight_recyclers.py``,
+which redraws every layer's incoming weights and then zeroes the outgoing ones).
+
+**The paper's ReDo is the default**: new incoming weights from the distribution the layer
+was initialised with (``init="default"``: PyTorch's own init, which the package's networks
+keep), bias 0, outgoing weights 0, moments 0, and Adam's step count kept (``step_mode="keep"``,
+optax's single count). The book's other choices are named options, shown as ablations.
 
 The output layer's own neurons (the Q-values) are never recycled, although its input columns
 that belong to a recycled last-hidden neuron are zeroed as that neuron's outgoing weights.
 The target network is not an argument and is therefore never touched: it catches up at its
 next synchronisation, as in Dopamine.
+
+The reset works on tensors (:class:`LayerTensors`), so the single agent's network and one
+agent's slice of a stacked population are recycled by the same code.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,27 +41,31 @@ import torch
 from torch import Tensor, nn
 
 from redo.core.dormant import dormant_masks, dormant_scores
-from redo.core.optim import CLOCK_RESTART, has_elementwise_step, restart_clock_
-from redo.core.structure import HiddenLayer, WeightLayer, hidden_layers
+from redo.core.optim import CLOCK_RESTART, ElementwiseAdam, restart_clock_
+from redo.core.structure import HiddenLayer, hidden_layers, weight_layers
 
 InitName = Literal["default", "xavier_uniform", "lecun_normal", "kaiming_uniform"]
 BiasMode = Literal["zero", "redraw"]
-StepMode = Literal["auto", "elementwise", "keep", "zero_all"]
+StepMode = Literal["keep", "elementwise", "zero_all"]
+Selection = Literal["dormant", "random", "all"]
 
 INIT_CHOICES: tuple[str, ...] = ("default", "xavier_uniform", "lecun_normal", "kaiming_uniform")
 BIAS_CHOICES: tuple[str, ...] = ("zero", "redraw")
-STEP_CHOICES: tuple[str, ...] = ("auto", "elementwise", "keep", "zero_all")
+STEP_CHOICES: tuple[str, ...] = ("keep", "elementwise", "zero_all")
+SELECTION_CHOICES: tuple[str, ...] = ("dormant", "random", "all")
 
 #: Adam/AdamW state entries shaped like the parameter, zeroed for recycled entries.
-_MOMENT_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+MOMENT_KEYS: tuple[str, ...] = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
 
 @dataclass(frozen=True)
 class RecycleReport:
-    """What one call of :func:`recycle_dormant` did: recycled neurons per layer."""
+    """What one call of :func:`recycle_dormant` did: recycled neurons per layer, and the
+    scores that chose them (measured before the reset)."""
 
     recycled: dict[str, int]
     neurons: dict[str, int]
+    scores: dict[str, Tensor]
 
     @property
     def total(self) -> int:
@@ -59,6 +77,24 @@ class RecycleReport:
         return self.total / sum(self.neurons.values())
 
 
+@dataclass(frozen=True)
+class LayerTensors:
+    """The tensors a reset of one hidden layer touches: its ``weight`` (neurons first) and
+    ``bias``, and the ``next_weight`` whose input columns (``columns_per_neuron`` per
+    neuron, see :class:`redo.core.structure.HiddenLayer`) read it."""
+
+    weight: Tensor
+    bias: Tensor | None
+    next_weight: Tensor
+    columns_per_neuron: int
+
+    @classmethod
+    def of(cls, layer: HiddenLayer) -> LayerTensors:
+        return cls(
+            layer.layer.weight, layer.layer.bias, layer.next_layer.weight, layer.columns_per_neuron
+        )
+
+
 def recycle_dormant(
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None,
@@ -67,7 +103,8 @@ def recycle_dormant(
     *,
     init: InitName = "default",
     bias: BiasMode = "zero",
-    step_mode: StepMode = "auto",
+    step_mode: StepMode = "keep",
+    selection: Selection = "dormant",
     generator: torch.Generator | None = None,
 ) -> RecycleReport:
     """Score the hidden neurons of ``model`` on the batch ``x`` and recycle the tau-dormant ones.
@@ -76,19 +113,49 @@ def recycle_dormant(
         model: an ``nn.Sequential`` of Linear/Conv2d layers and activations (see
             :mod:`redo.core.structure`), e.g. one of the package's Q-networks.
         optimizer: the optimizer that trains ``model`` (Adam, AdamW or
-            :class:`redo.core.optim.ElementwiseAdam`), whose state for the reset entries is cleared;
-            ``None`` to reset weights only.
+            :class:`redo.core.optim.ElementwiseAdam`), whose state for the reset entries is
+            cleared; ``None`` to reset weights only.
         x: a batch of inputs (the paper uses 64 states sampled from the replay buffer).
         tau: dormancy threshold, ``s_i <= tau`` (paper: 0.025 at replay ratio 0.25, else 0.1).
         init: distribution of the new incoming weights; see :func:`init_like`.
         bias: ``"zero"`` (paper, Dopamine) or ``"redraw"`` from the layer's default bias init.
-        step_mode: what happens to Adam's step count; see :func:`reset_optimizer_entries`.
-        generator: random source of the new weights, for reproducible resets.
+        step_mode: what happens to Adam's step count; see :func:`clear_optimizer_entries`.
+        selection: which neurons: ``"dormant"`` (the paper), ``"random"`` (as many per layer
+            as are dormant, chosen at random: the paper's control for its selection rule) or
+            ``"all"`` (re-initialise the whole network, output layer included).
+        generator: random source of the new weights (and of a random selection).
     """
-    masks = dormant_masks(dormant_scores(model, x), tau)
+    scores = dormant_scores(model, x)
+    masks = select_neurons(scores, tau, selection, generator)
     return reset_neurons(
-        model, optimizer, masks, init=init, bias=bias, step_mode=step_mode, generator=generator
-    )
+        model, optimizer, masks, init=init, bias=bias, step_mode=step_mode,
+        whole_network=selection == "all", generator=generator, scores=scores,
+    )  # fmt: skip
+
+
+def select_neurons(
+    scores: Mapping[str, Tensor],
+    tau: float,
+    selection: Selection = "dormant",
+    generator: torch.Generator | None = None,
+) -> dict[str, Tensor]:
+    """The neurons to recycle per layer: the tau-dormant ones (``score <= tau``), as many
+    random ones per layer, or all of them (``selection="all"``)."""
+    _check_choice("selection", selection, SELECTION_CHOICES)
+    masks = dormant_masks(scores, tau)
+    if selection == "all":
+        return {name: torch.ones_like(mask) for name, mask in masks.items()}
+    if selection == "random":
+        return {name: random_mask_like(mask, generator) for name, mask in masks.items()}
+    return masks
+
+
+def random_mask_like(mask: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """A mask with as many True entries as ``mask`` (1-D), at uniformly random positions."""
+    chosen = torch.randperm(mask.numel(), generator=generator, device=mask.device)
+    random = torch.zeros_like(mask)
+    random[chosen[: int(mask.sum())]] = True
+    return random
 
 
 def reset_neurons(
@@ -98,51 +165,118 @@ def reset_neurons(
     *,
     init: InitName = "default",
     bias: BiasMode = "zero",
-    step_mode: StepMode = "auto",
+    step_mode: StepMode = "keep",
+    whole_network: bool = False,
     generator: torch.Generator | None = None,
+    scores: Mapping[str, Tensor] | None = None,
 ) -> RecycleReport:
-    """Recycle the neurons selected by ``masks`` (``{layer name: bool tensor}``) in place."""
-    _check_choice("init", init, INIT_CHOICES)
-    _check_choice("bias", bias, BIAS_CHOICES)
-    _check_choice("step_mode", step_mode, STEP_CHOICES)
-    if optimizer is not None:
-        step_mode = _resolve_step_mode(optimizer, step_mode)
+    """Recycle the neurons selected by ``masks`` (``{layer name: bool tensor}``) in place.
+
+    ``whole_network`` re-initialises every layer instead, the output layer included (the
+    "reset everything" ablation; ``masks`` must then select every neuron). ``scores``, if
+    given, are reported back (those that chose the masks).
+    """
+    _check_options(init, bias, step_mode)
     layers = {layer.name: layer for layer in hidden_layers(model)}
     unknown = set(masks) - set(layers)
     if unknown:
         raise ValueError(
             f"masks name unknown layers {sorted(unknown)}; hidden layers are {list(layers)}"
         )
-
     full_masks = {
-        name: masks.get(name, torch.zeros(layer.width, dtype=torch.bool))
+        name: masks.get(name, torch.zeros(layer.width, dtype=torch.bool)).to(
+            layer.layer.weight.device
+        )
         for name, layer in layers.items()
     }
     for name, mask in full_masks.items():  # all checked before anything changes
         _check_mask(name, mask, layers[name].width)
-
-    recycled: dict[str, int] = {}
+    if optimizer is not None:
+        check_step_mode(optimizer, step_mode)
+    tensors = [LayerTensors.of(layer) for layer in layers.values()]
+    output = weight_layers(model)[-1] if whole_network else None
     with torch.no_grad():
-        for name, layer in layers.items():
-            mask = full_masks[name]
-            recycled[name] = int(mask.sum())
-            if recycled[name] == 0:
-                continue
-            entries = _reset_layer(layer, mask.to(layer.layer.weight.device), init, bias, generator)
-            if optimizer is not None:
-                for param, entry_mask in entries:
-                    _clear_state(optimizer, param, entry_mask, step_mode)
-    if optimizer is not None and step_mode == "zero_all" and sum(recycled.values()) > 0:
-        _zero_all_steps(optimizer)
-    return RecycleReport(recycled=recycled, neurons={n: layer.width for n, layer in layers.items()})
+        if output is None:
+            entries = reset_tensors(tensors, list(full_masks.values()), init, bias, generator)
+        else:
+            entries = reinitialise_tensors(
+                [(m.weight, m.bias) for m in weight_layers(model)], init, bias, generator
+            )
+        if optimizer is not None:
+            clear_optimizer_entries(optimizer, entries, step_mode)
+    return RecycleReport(
+        recycled={name: int(mask.sum()) for name, mask in full_masks.items()},
+        neurons={name: layer.width for name, layer in layers.items()},
+        scores=dict(scores or {}),
+    )
+
+
+def reset_tensors(
+    layers: Sequence[LayerTensors],
+    masks: Sequence[Tensor],
+    init: InitName = "default",
+    bias: BiasMode = "zero",
+    generator: torch.Generator | None = None,
+) -> dict[Tensor, Tensor]:
+    """The reset rule on tensors, in place: every layer's chosen neurons get fresh incoming
+    weights (and bias), then their outgoing weights are zeroed.
+
+    ``layers[i]`` is recycled where ``masks[i]`` (one bool per neuron) is True; the next
+    layer of ``layers[i]`` is ``layers[i + 1]`` when both are given. A layer with nothing to
+    recycle draws no random numbers, so a reset's draws depend only on what it recycles.
+    Returns every changed tensor with the mask of its changed entries (the union of its
+    incoming rows and outgoing columns), for the optimizer's state.
+    """
+    changed: dict[Tensor, Tensor] = {}
+
+    def touch(tensor: Tensor, entries: Tensor) -> None:
+        changed[tensor] = changed[tensor] | entries if tensor in changed else entries
+
+    for layer, mask in zip(layers, masks, strict=True):
+        if mask.any():
+            rows = _rows(mask, layer.weight)
+            fresh = init_like(layer.weight, init, generator)
+            layer.weight.copy_(torch.where(rows, fresh, layer.weight))
+            touch(layer.weight, rows)
+            if layer.bias is not None:
+                fresh = fresh_bias(layer.weight, layer.bias, bias, generator)
+                layer.bias.copy_(torch.where(mask, fresh, layer.bias))
+                touch(layer.bias, mask)
+    for layer, mask in zip(layers, masks, strict=True):
+        if mask.any():
+            columns = outgoing_mask(mask, layer.columns_per_neuron, layer.next_weight)
+            layer.next_weight.masked_fill_(columns, 0.0)
+            touch(layer.next_weight, columns)
+    return changed
+
+
+def reinitialise_tensors(
+    layers: Sequence[tuple[Tensor, Tensor | None]],
+    init: InitName = "default",
+    bias: BiasMode = "zero",
+    generator: torch.Generator | None = None,
+) -> dict[Tensor, Tensor]:
+    """Draw every ``(weight, bias)`` pair afresh, the output layer's too: the "reset
+    everything" ablation. Returns each tensor with an all-True mask."""
+    changed: dict[Tensor, Tensor] = {}
+    for weight, layer_bias in layers:
+        weight.copy_(init_like(weight, init, generator))
+        changed[weight] = torch.ones_like(weight, dtype=torch.bool)
+        if layer_bias is not None:
+            layer_bias.copy_(fresh_bias(weight, layer_bias, bias, generator))
+            changed[layer_bias] = torch.ones_like(layer_bias, dtype=torch.bool)
+    return changed
 
 
 def init_like(weight: Tensor, init: InitName, generator: torch.Generator | None = None) -> Tensor:
     """A fresh tensor shaped like ``weight`` drawn from the named initial distribution.
 
     * ``default``: PyTorch's own Linear/Conv2d init, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``
-      (``kaiming_uniform_`` with ``a = sqrt(5)``), i.e. the distribution the layer started from.
-    * ``xavier_uniform``: Glorot uniform, what Dopamine's ReDo always uses.
+      (``kaiming_uniform_`` with ``a = sqrt(5)``), i.e. the distribution the package's layers
+      started from: the paper's rule of redrawing from the network's own initialiser.
+    * ``xavier_uniform``: Glorot uniform, the initialiser of the official code's networks
+      (and so what it redraws with); on our PyTorch-initialised layers it is another
+      distribution than the one they started from.
     * ``lecun_normal``: truncated normal with variance ``1/fan_in`` (JAX/Flax's default).
     * ``kaiming_uniform``: He uniform for ReLU, ``U(-sqrt(6/fan_in), sqrt(6/fan_in))``, the
       bound the PyTorch seed repository uses, about 2.45x PyTorch's default.
@@ -164,102 +298,96 @@ def init_like(weight: Tensor, init: InitName, generator: torch.Generator | None 
     return fresh.uniform_(-bound, bound, generator=generator)
 
 
-def outgoing_mask(layer: HiddenLayer, neuron_mask: Tensor) -> Tensor:
-    """Boolean mask over ``layer.next_layer.weight`` of the weights that read ``neuron_mask``.
+def fresh_bias(
+    weight: Tensor, layer_bias: Tensor, bias: BiasMode, generator: torch.Generator | None
+) -> Tensor:
+    """New biases for the layer of ``weight``: 0, or drawn from PyTorch's default bias init."""
+    if bias == "zero":
+        return torch.zeros_like(layer_bias)
+    bound = 1 / math.sqrt(nn.init._calculate_fan_in_and_fan_out(weight)[0])
+    return torch.empty_like(layer_bias).uniform_(-bound, bound, generator=generator)
+
+
+def outgoing_mask(neuron_mask: Tensor, columns_per_neuron: int, next_weight: Tensor) -> Tensor:
+    """Boolean mask over ``next_weight`` of the weights that read the neurons in ``neuron_mask``.
 
     A dense or conv next layer reads neuron c through input column / channel c. After
     ``nn.Flatten`` of an NCHW convolution output, channel c owns the contiguous block of
-    columns ``c*H*W ... (c+1)*H*W - 1``: hence ``repeat_interleave``, not ``repeat`` (which
-    would be right for an NHWC flatten, the layout of JAX/TensorFlow convolutions).
+    columns ``c*H*W ... (c+1)*H*W - 1``: hence ``repeat_interleave``. (The official JAX code
+    repeats the mask block-wise, ``jnp.repeat``'s tiling, over Flax's NHWC flatten, whose
+    column of channel c at position p is ``p*C + c``: see the recycling chapter.)
     """
-    columns = neuron_mask.repeat_interleave(layer.columns_per_neuron)
-    weight = layer.next_layer.weight
-    shape = [1, columns.numel()] + [1] * (weight.dim() - 2)
-    return columns.view(shape).expand_as(weight)
+    columns = neuron_mask.repeat_interleave(columns_per_neuron)
+    shape = [1, columns.numel()] + [1] * (next_weight.dim() - 2)
+    return columns.view(shape).expand_as(next_weight)
 
 
-def reset_optimizer_entries(
-    optimizer: torch.optim.Optimizer, param: Tensor, entries: Tensor, step_mode: StepMode = "auto"
+def clear_optimizer_entries(
+    optimizer: torch.optim.Optimizer, entries: Mapping[Tensor, Tensor], step_mode: StepMode
 ) -> None:
-    """Zero the optimizer's moments of ``param`` where ``entries`` is True.
+    """Zero the optimizer's moments of each parameter where its ``entries`` mask is True.
 
     ``step_mode`` decides what happens to Adam's step count, which drives its bias correction:
 
-    * ``elementwise`` (default with :class:`redo.core.optim.ElementwiseAdam`): the reset entries'
-      step restarts at 0, the others keep theirs. Correct: fresh moments get a fresh correction.
-    * ``keep`` (default with ``torch.optim.Adam``/``AdamW``, which hold one step per tensor;
-      Dopamine's choice): steps unchanged.
-    * ``zero_all`` (the seed repository): every parameter's step is set to 0, which restarts
-      the bias correction of all weights and shrinks their next updates. Applied once per
-      reset by :func:`reset_neurons`; here it behaves like ``keep``.
+    * ``keep`` (the paper's, the official code's single optax count): steps unchanged.
+    * ``elementwise`` (the book's; needs :class:`redo.core.optim.ElementwiseAdam`): the reset
+      entries' step restarts at 0, the others keep theirs: fresh moments get a fresh correction.
+    * ``zero_all`` (the PyTorch seed repository): every parameter's step is set to 0, which
+      restarts the bias correction of all weights and shrinks their next updates.
     """
-    _clear_state(optimizer, param, entries, _resolve_step_mode(optimizer, step_mode))
-
-
-def _reset_layer(
-    layer: HiddenLayer,
-    mask: Tensor,
-    init: InitName,
-    bias: BiasMode,
-    generator: torch.Generator | None,
-) -> list[tuple[Tensor, Tensor]]:
-    """Reset one layer's dormant neurons; return (parameter, changed-entries mask) pairs."""
-    weight = layer.layer.weight
-    rows = mask.view([-1] + [1] * (weight.dim() - 1)).expand_as(weight)
-    weight.copy_(torch.where(rows, init_like(weight, init, generator), weight))
-    entries = [(weight, rows)]
-    if layer.layer.bias is not None:
-        layer_bias = layer.layer.bias
-        if bias == "zero":
-            fresh_bias = torch.zeros_like(layer_bias)
-        else:
-            bound = 1 / math.sqrt(nn.init._calculate_fan_in_and_fan_out(weight)[0])
-            fresh_bias = torch.empty_like(layer_bias).uniform_(-bound, bound, generator=generator)
-        layer_bias.copy_(torch.where(mask, fresh_bias, layer_bias))
-        entries.append((layer_bias, mask))
-    next_weight = layer.next_layer.weight
-    columns = outgoing_mask(layer, mask)
-    next_weight.masked_fill_(columns, 0.0)
-    entries.append((next_weight, columns))
-    return entries
-
-
-def _clear_state(
-    optimizer: torch.optim.Optimizer, param: Tensor, entries: Tensor, step_mode: StepMode
-) -> None:
-    state = optimizer.state.get(param)
-    if not state:  # the optimizer has not stepped yet, or does not train this parameter
-        return
-    for key in _MOMENT_KEYS:
-        if key in state and state[key] is not None and state[key].shape == param.shape:
-            state[key].masked_fill_(entries, 0.0)
+    check_step_mode(optimizer, step_mode)
+    clear_moments(optimizer.state, entries)
     if step_mode == "elementwise":
-        restart_clock_(state, entries)
+        for param, mask in entries.items():
+            if optimizer.state.get(param):
+                restart_clock_(optimizer.state[param], mask)
+    if step_mode == "zero_all" and entries:
+        for state in optimizer.state.values():
+            for key, value in CLOCK_RESTART.items():
+                if key not in state:
+                    continue
+                if isinstance(state[key], Tensor):
+                    state[key].fill_(value)
+                else:
+                    state[key] = type(state[key])(value)
 
 
-def _zero_all_steps(optimizer: torch.optim.Optimizer) -> None:
-    """Restart every step count (and, for ElementwiseAdam, the bias corrections kept with it)."""
-    for state in optimizer.state.values():
-        for key, value in CLOCK_RESTART.items():
-            if key not in state:
-                continue
-            if isinstance(state[key], Tensor):
-                state[key].fill_(value)
-            else:
-                state[key] = type(state[key])(value)
+def clear_moments(
+    states: Mapping[Tensor, Mapping[str, Tensor]], entries: Mapping[Tensor, Tensor]
+) -> None:
+    """Zero the Adam moments in ``states[param]`` (``exp_avg``, ``exp_avg_sq`` and, for
+    AMSGrad, ``max_exp_avg_sq``) where ``entries[param]`` is True. ``states`` is an
+    optimizer's ``state``, or the same mapping built over one agent's slice of a population."""
+    for param, mask in entries.items():
+        state = states.get(param)
+        if not state:  # the optimizer has not stepped yet, or does not train this parameter
+            continue
+        for key in MOMENT_KEYS:
+            value = state.get(key)
+            if value is not None and value.shape == param.shape:
+                value.masked_fill_(mask, 0.0)
 
 
-def _resolve_step_mode(optimizer: torch.optim.Optimizer, step_mode: StepMode) -> StepMode:
-    elementwise = has_elementwise_step(optimizer)
-    if step_mode == "auto":
-        return "elementwise" if elementwise else "keep"
-    if step_mode == "elementwise" and not elementwise:
+def check_step_mode(optimizer: torch.optim.Optimizer, step_mode: StepMode) -> None:
+    """``elementwise`` needs one step count per weight, which only ElementwiseAdam keeps."""
+    _check_choice("step_mode", step_mode, STEP_CHOICES)
+    if step_mode == "elementwise" and not isinstance(optimizer, ElementwiseAdam):
         raise ValueError(
             f"step_mode='elementwise' needs one step count per weight, but "
             f"{type(optimizer).__name__} keeps one per tensor; use redo.core.optim.ElementwiseAdam, "
-            "or step_mode='keep' (Dopamine) or 'zero_all' (seed repository)"
+            "or step_mode='keep' (the paper's) or 'zero_all' (seed repository)"
         )
-    return step_mode
+
+
+def _check_options(init: str, bias: str, step_mode: str) -> None:
+    _check_choice("init", init, INIT_CHOICES)
+    _check_choice("bias", bias, BIAS_CHOICES)
+    _check_choice("step_mode", step_mode, STEP_CHOICES)
+
+
+def _rows(mask: Tensor, weight: Tensor) -> Tensor:
+    """A per-neuron mask expanded over the neurons' rows (or kernels) of ``weight``."""
+    return mask.view([-1] + [1] * (weight.dim() - 1)).expand_as(weight)
 
 
 def _check_mask(name: str, mask: Tensor, width: int) -> None:
@@ -278,12 +406,20 @@ def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
 __all__ = [
     "BIAS_CHOICES",
     "INIT_CHOICES",
+    "SELECTION_CHOICES",
     "STEP_CHOICES",
+    "LayerTensors",
     "RecycleReport",
-    "WeightLayer",
+    "check_step_mode",
+    "clear_moments",
+    "clear_optimizer_entries",
+    "fresh_bias",
     "init_like",
     "outgoing_mask",
+    "random_mask_like",
     "recycle_dormant",
+    "reinitialise_tensors",
     "reset_neurons",
-    "reset_optimizer_entries",
+    "reset_tensors",
+    "select_neurons",
 ]

@@ -80,9 +80,11 @@ def hidden_layers(model: nn.Module) -> list[HiddenLayer]:
     return layers
 
 
-def output_layer(model: nn.Module) -> WeightLayer:
-    """The last Linear/Conv2d layer, which ReDo never recycles."""
-    return hidden_layers(model)[-1].next_layer
+def weight_layers(model: nn.Module) -> list[WeightLayer]:
+    """Every Linear/Conv2d layer in forward order: the hidden layers, then the output layer
+    (the last one, whose neurons ReDo never recycles)."""
+    hidden = hidden_layers(model)
+    return [layer.layer for layer in hidden] + [hidden[-1].next_layer]
 
 
 def _hidden_layer(leaves: list[tuple[str, nn.Module]], start: int, stop: int) -> HiddenLayer:

@@ -1,8 +1,8 @@
 """Replay storage for a population of agents: one tensor per field, agent dimension first.
 
-The layout and rules are those of :class:`redo.agent.replay.ReplayBuffer`, for K agents at once and
-on the training device, so that a population's minibatches are gathered by one indexing
-operation per field instead of K numpy copies and K transfers:
+The layout and rules are those of :class:`redo.agent.replay.ReplayBuffer`, for K agents at
+once and on the training device, so that a population's minibatches are gathered by one
+indexing operation per field instead of K numpy copies and K transfers:
 
 * each observation is stored once: ``add`` writes ``next_obs`` into the following slot, which
   the next ``add`` overwrites with its own observation (the same array unless an episode
@@ -13,35 +13,25 @@ operation per field instead of K numpy copies and K transfers:
   after the newest transition (whose observation was overwritten) is never sampled either.
 
 The agents step in lockstep, so they all store one transition per env step: the write
-position and the fill level are shared host integers, and no host-device synchronisation is
-needed to know which slots are valid.
-
-**Sampling** draws from a ``torch.Generator`` on the storage's device. Every draw is a
-``(K, n, candidates)`` tensor of uniform slots, row k for agent k, so agent k's indices depend
-only on the generator's state and the fill level, never on another agent's data. Of each
-row's ``candidates`` slots the first usable one is taken: uniform over the usable slots,
-without a data-dependent loop (which would need the host to look at the device). All
-candidates are unusable with probability ``p**candidates`` for a share ``p`` of truncated
-transitions (at most one per episode: ``p <= 1/500`` on CartPole, ``1/27000`` on Atari, 0 on
-MinAtar, which has no time limit); the sample then takes the agent's newest usable
-transition, so an unusable transition is never returned and the bias towards the newest one
-is of order ``p**candidates``.
+position and the fill level are shared. **Sampling** uses the one sampler of the package,
+:func:`redo.agent.replay.draw_slots`, once per agent with that agent's own generator, on host
+flags of usable slots: agent k draws exactly the slots that a single agent with its seed
+draws, whatever the other agents do.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-#: The storage tensors with one row per agent and one column per slot.
-_AGENT_FIELDS: tuple[str, ...] = ("observations", "actions", "rewards", "terminated", "unusable")
+from redo.agent.replay import draw_slots
 
-#: Slots drawn per sample to find a usable one (see the module docstring).
-CANDIDATES = 4
+#: The storage tensors with one row per agent and one column per slot.
+_DEVICE_FIELDS: tuple[str, ...] = ("observations", "actions", "rewards", "terminated")
 
 
 class PopulationBatch(NamedTuple):
@@ -86,12 +76,10 @@ class PopulationReplay:
         self.actions = torch.zeros(shape, dtype=torch.int64, device=self.device)
         self.rewards = torch.zeros(shape, dtype=torch.float32, device=self.device)
         self.terminated = torch.zeros(shape, dtype=torch.bool, device=self.device)
-        #: truncated, not terminated: the next observation is lost, so never sampled
-        self.unusable = torch.zeros(shape, dtype=torch.bool, device=self.device)
-        #: each agent's newest usable slot: the fallback when no candidate is usable
-        self.newest_usable = torch.zeros(agents, dtype=torch.int64, device=self.device)
+        #: truncated, not terminated: the next observation is lost, so never sampled (host)
+        self.unusable = np.zeros(shape, dtype=bool)
         #: row offsets into the storage flattened to (K * capacity, ...)
-        self._row_start = torch.arange(agents, device=self.device).unsqueeze(1) * capacity
+        self._row_start = np.arange(agents)[:, None] * capacity
         self.pos = 0
         self.full = False
 
@@ -101,91 +89,95 @@ class PopulationReplay:
 
     def add(
         self,
-        obs: np.ndarray | Tensor,
-        actions: np.ndarray | Tensor,
-        rewards: np.ndarray | Tensor,
-        next_obs: np.ndarray | Tensor,
-        terminated: np.ndarray | Tensor,
-        truncated: np.ndarray | Tensor,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
     ) -> None:
-        """Store one transition per agent; every argument has the agent dimension first.
+        """Store one transition per agent; every argument is a host array, agent first.
 
         ``next_obs`` must be the real next observation (the final one at an episode's end,
-        never the reset's). Host arrays are copied straight into the device storage.
+        never the reset's).
         """
         following = (self.pos + 1) % self.capacity
-        self.observations[:, self.pos].copy_(torch.as_tensor(obs))
-        self.observations[:, following].copy_(torch.as_tensor(next_obs))
-        self.actions[:, self.pos].copy_(torch.as_tensor(actions))
-        self.rewards[:, self.pos].copy_(torch.as_tensor(rewards))
-        terminated = torch.as_tensor(terminated, device=self.device)
-        unusable = torch.as_tensor(truncated, device=self.device) & ~terminated
-        self.terminated[:, self.pos].copy_(terminated)
-        self.unusable[:, self.pos].copy_(unusable)
-        self.newest_usable = torch.where(unusable, self.newest_usable, self.pos)
+        self.observations[:, self.pos].copy_(torch.from_numpy(np.asarray(obs)))
+        self.observations[:, following].copy_(torch.from_numpy(np.asarray(next_obs)))
+        self.actions[:, self.pos].copy_(torch.from_numpy(np.asarray(actions, dtype=np.int64)))
+        self.rewards[:, self.pos].copy_(torch.from_numpy(np.asarray(rewards, dtype=np.float32)))
+        terminated = np.asarray(terminated, dtype=bool)
+        self.terminated[:, self.pos].copy_(torch.from_numpy(terminated))
+        self.unusable[:, self.pos] = np.asarray(truncated, dtype=bool) & ~terminated
         self.pos = following
         self.full = self.full or following == 0
 
-    def sample(self, batch_size: int, generator: torch.Generator) -> PopulationBatch:
-        """``batch_size`` transitions per agent, uniformly with replacement."""
-        idx = self.sample_indices(batch_size, generator)
+    def sample(self, batch_size: int, rngs: Sequence[np.random.Generator]) -> PopulationBatch:
+        """``batch_size`` transitions per agent, agent k's drawn from ``rngs[k]``."""
+        idx = self.sample_indices(batch_size, range(self.agents), rngs)
+        rows = self._flat_rows(idx, range(self.agents))
+        following = self._flat_rows((idx + 1) % self.capacity, range(self.agents))
         return PopulationBatch(
-            observations=self._gather(self.observations, idx),
-            actions=self.actions.gather(1, idx),
-            rewards=self.rewards.gather(1, idx),
-            next_observations=self._gather(self.observations, (idx + 1) % self.capacity),
-            terminated=self.terminated.gather(1, idx),
+            observations=self._gather(self.observations, rows, idx.shape),
+            actions=self._gather(self.actions, rows, idx.shape),
+            rewards=self._gather(self.rewards, rows, idx.shape),
+            next_observations=self._gather(self.observations, following, idx.shape),
+            terminated=self._gather(self.terminated, rows, idx.shape),
         )
 
-    def sample_observations(self, n: int, generator: torch.Generator) -> Tensor:
-        """``(K, n, ...)`` stored observations drawn like :meth:`sample`'s, to score neurons."""
-        return self._gather(self.observations, self.sample_indices(n, generator))
+    def sample_observations(
+        self, n: int, agents: Sequence[int], rngs: Sequence[np.random.Generator]
+    ) -> Tensor:
+        """``(len(agents), n, ...)`` stored observations of the listed agents, drawn like
+        :meth:`sample`'s from ``rngs`` (one per listed agent), e.g. to score neurons."""
+        idx = self.sample_indices(n, agents, rngs)
+        return self._gather(self.observations, self._flat_rows(idx, agents), idx.shape)
 
-    def sample_indices(self, n: int, generator: torch.Generator) -> Tensor:
-        """``(K, n)`` slots of usable transitions, uniformly with replacement."""
-        if len(self) == 0:
-            raise ValueError("the replay buffer is empty: add transitions before sampling")
-        if self.full:  # every slot but self.pos, whose observation was overwritten
-            draws = torch.randint(
-                self.capacity - 1,
-                (self.agents, n, CANDIDATES),
-                generator=generator,
-                device=self.device,
-            )
-            draws = (draws + (self.pos + 1)) % self.capacity
-        else:
-            draws = torch.randint(
-                self.pos, (self.agents, n, CANDIDATES), generator=generator, device=self.device
-            )
-        usable = ~self.unusable.gather(1, draws.view(self.agents, -1)).view_as(draws)
-        first_usable = usable.to(torch.uint8).argmax(dim=-1, keepdim=True)
-        idx = draws.gather(-1, first_usable).squeeze(-1)
-        return torch.where(usable.any(dim=-1), idx, self.newest_usable.unsqueeze(1))
+    def sample_indices(
+        self, n: int, agents: Sequence[int], rngs: Sequence[np.random.Generator]
+    ) -> np.ndarray:
+        """``(len(agents), n)`` slots of usable transitions, uniformly with replacement."""
+        if len(agents) != len(rngs):
+            raise ValueError(f"give one generator per agent: {len(agents)} agents, {len(rngs)}")
+        return np.stack(
+            [
+                draw_slots(rng, n, self.pos, self.full, self.unusable[agent])
+                for agent, rng in zip(agents, rngs, strict=True)
+            ]
+        )
 
     def agent_state_dict(self, agent: int) -> dict[str, Any]:
         """Agent ``agent``'s transitions for a checkpoint: CPU copies of its filled slots only
-        (as :meth:`redo.agent.replay.ReplayBuffer.state_dict` keeps them), and the write position,
-        which every agent shares."""
+        (as :meth:`redo.agent.replay.ReplayBuffer.state_dict` keeps them), and the write
+        position, which every agent shares."""
         used = self.capacity if self.full else self.pos + 1
         slots = {
-            name: getattr(self, name)[agent, :used].to("cpu", copy=True) for name in _AGENT_FIELDS
+            name: getattr(self, name)[agent, :used].to("cpu", copy=True) for name in _DEVICE_FIELDS
         }
-        newest = int(self.newest_usable[agent])
-        return {"pos": self.pos, "full": self.full, "newest_usable": newest, **slots}
+        return {
+            "pos": self.pos,
+            "full": self.full,
+            "unusable": self.unusable[agent, :used].copy(),
+            **slots,
+        }
 
     def load_agent_state_dict(self, agent: int, state: Mapping[str, Any]) -> None:
         """Write an :meth:`agent_state_dict` into agent ``agent``'s storage; slots past the
         saved ones are never sampled before they are written again."""
-        for name in _AGENT_FIELDS:
+        for name in _DEVICE_FIELDS:
             getattr(self, name)[agent, : len(state[name])].copy_(state[name])
-        self.newest_usable[agent] = state["newest_usable"]
+        self.unusable[agent, : len(state["unusable"])] = state["unusable"]
         self.pos, self.full = state["pos"], state["full"]
 
-    def _gather(self, storage: Tensor, idx: Tensor) -> Tensor:
-        """``storage[k, idx[k, j]]`` for every agent k, as one flat index_select."""
+    def _flat_rows(self, idx: np.ndarray, agents: Sequence[int]) -> Tensor:
+        """Rows of the storage flattened to ``(K * capacity, ...)`` for slots ``idx``."""
+        rows = idx + self._row_start[list(agents)]
+        return torch.from_numpy(rows.reshape(-1)).to(self.device)
+
+    def _gather(self, storage: Tensor, rows: Tensor, shape: tuple[int, ...]) -> Tensor:
+        """``storage[agent, slot]`` for the flat ``rows``, shaped ``(*shape, ...)``."""
         flat = storage.view(self.agents * self.capacity, *storage.shape[2:])
-        rows = flat.index_select(0, (idx + self._row_start).view(-1))
-        return rows.view(*idx.shape, *storage.shape[2:])
+        return flat.index_select(0, rows).view(*shape, *storage.shape[2:])
 
 
-__all__ = ["CANDIDATES", "PopulationBatch", "PopulationReplay"]
+__all__ = ["PopulationBatch", "PopulationReplay"]

@@ -4,8 +4,10 @@ A :class:`Grid` names the axes of an experiment (environments, methods, replay r
 seeds) and the settings every run shares. :func:`plan` turns it into
 :class:`PopulationJob` s: runs that may share a population
 (:func:`redo.population.check_population`) are trained together, at most
-``max_population`` at a time. :func:`run_sweep` runs the jobs, one after another in this
-process, or as Ray tasks on a cluster.
+``max_population`` at a time. :func:`run_sweep` runs the jobs on a pool of worker
+processes on this machine (by default one per core, each with one torch thread: two small
+populations side by side use two cores far better than one population on two threads), or
+as Ray tasks on a cluster.
 
 **Where runs go.** Every run has its own folder, ``OUT/<env id>/<method>-rr<r>-s<seed>``
 (with ``-tau<t>`` when tau is not the paper's for that replay ratio; :func:`run_folder`), so
@@ -29,13 +31,14 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from redo.agent.config import ConfigError, DQNConfig, paper_tau
-from redo.records.run import CHECKPOINT_FILE, RECORD_FILE, RUN_FILES, _read_record
+from redo.agent.config import ConfigError, DQNConfig, differing_settings, paper_tau
+from redo.records.record import RECORD_FILE, RUN_FILES, read_record
 
 #: Method names on the command line and in folder names, and whether ReDo is on.
 METHODS: dict[str, bool] = {"dqn": False, "redo": True}
@@ -145,12 +148,22 @@ class Grid:
 @dataclass(frozen=True)
 class PopulationJob:
     """Runs to train together: their configs, run folders, and the population's folder
-    (``OUT/populations/<id>``); ``resume`` when the population was interrupted."""
+    (``OUT/populations/<id>``); ``resume`` when the population was interrupted after a
+    checkpoint, ``restart`` when it was interrupted before its first one (its unfinished run
+    folders are cleared before it trains anew)."""
 
     configs: tuple[DQNConfig, ...]
     run_folders: tuple[Path, ...]
     folder: Path
     resume: bool
+    restart: bool = False
+
+    @property
+    def cost(self) -> float:
+        """A rough relative cost, for scheduling the longest populations first: agent steps,
+        with an update weighted as about five env steps (MinAtar's measured split)."""
+        config = self.configs[0]
+        return len(self.configs) * config.total_steps * (1 + 5 * config.replay_ratio)
 
     @property
     def name(self) -> str:
@@ -181,7 +194,7 @@ def run_status(folder: Path) -> RunStatus:
     """``new`` (no run files), ``finished``, or ``unfinished`` (started, not finished)."""
     if not any((folder / name).exists() for name in RUN_FILES):
         return "new"
-    if (folder / RECORD_FILE).is_file() and _read_record(folder)["status"] == "finished":
+    if (folder / RECORD_FILE).is_file() and read_record(folder)["status"] == "finished":
         return "finished"
     return "unfinished"
 
@@ -193,8 +206,7 @@ def check_folder(folder: Path, config: DQNConfig) -> None:
     """
     if not (folder / RECORD_FILE).is_file():
         return
-    stored, given = _read_record(folder)["config"], config.to_dict()
-    differing = sorted(k for k in given if k not in NOT_COMPARED and stored.get(k) != given[k])
+    differing = differing_settings(read_record(folder)["config"], config, ignore=NOT_COMPARED)
     if differing:
         raise ValueError(
             f"{folder} holds a run with other settings ({', '.join(differing)}): this sweep "
@@ -202,19 +214,25 @@ def check_folder(folder: Path, config: DQNConfig) -> None:
         )
 
 
-def plan(grid: Grid, out: str | Path, max_population: int = 32) -> list[PopulationJob]:
+def plan(
+    grid: Grid, out: str | Path, max_population: int = 32, min_populations: int = 1
+) -> list[PopulationJob]:
     """The populations still to train for ``grid`` under ``out``, interrupted ones first.
 
     Finished runs are left out. A run that was started belongs to the population whose
-    manifest lists it, which is resumed whole. New runs are grouped by the settings a
-    population must share, in grid order, ``max_population`` at most per population; a
-    population's id depends only on its members, so planning the same grid again names the
-    same populations. Raises :class:`redo.agent.config.ConfigError` for a setting that a run or a
+    manifest lists it, which is resumed whole (or restarted, if it stopped before its first
+    checkpoint). New runs are grouped by the settings a population must share, in grid order,
+    ``max_population`` at most per population, and groups are split further, into populations
+    of even sizes, until there are ``min_populations`` (the workers that should stay busy) or
+    every population has one run. A population's id depends only on its members, so planning
+    the same grid again names the same populations. Raises :class:`redo.agent.config.ConfigError` for a setting that a run or a
     population does not allow, and ValueError for a run folder that cannot be used (it holds
     a run with other settings, an unfinished run that no manifest lists, or one of a
     population that cannot resume) or two runs that would share a folder. Writes nothing.
     """
-    from redo.population.lockstep import check_population  # torch and the envs load only when needed
+    from redo.population.lockstep import (
+        check_population,  # torch and the envs load only when needed
+    )
 
     if max_population < 1:
         raise ValueError(f"max_population must be >= 1, got {max_population}")
@@ -252,11 +270,15 @@ def plan(grid: Grid, out: str | Path, max_population: int = 32) -> list[Populati
                 f"unfinished runs {twice}: move away the population folder that did not "
                 "train them"
             )
-        _check_resumable(manifest.parent, members, status)
+        resume = _can_resume(manifest.parent, members, status)
         claimed |= dict.fromkeys(members, manifest)
         jobs.append(
             PopulationJob(
-                tuple(by_folder[m] for m in members), tuple(members), manifest.parent, True
+                tuple(by_folder[m] for m in members),
+                tuple(members),
+                manifest.parent,
+                resume=resume,
+                restart=not resume,
             )
         )
     unclaimed = [f for f in folders if status[f] == "unfinished" and f not in claimed]
@@ -273,36 +295,50 @@ def plan(grid: Grid, out: str | Path, max_population: int = 32) -> list[Populati
             groups.setdefault(_shared_settings(by_folder[folder]), []).append(folder)
     for members in groups.values():
         check_population([by_folder[m] for m in members])
-        for start in range(0, len(members), max_population):
-            chunk = members[start : start + max_population]
+    parts = {key: -(-len(members) // max_population) for key, members in groups.items()}
+    while sum(parts.values()) < min_populations:
+        splittable = [key for key, n in parts.items() if n < len(groups[key])]
+        if not splittable:
+            break
+        largest = max(splittable, key=lambda key: len(groups[key]) / parts[key])
+        parts[largest] += 1
+    for key, members in groups.items():
+        for chunk in _even_chunks(members, parts[key]):
             jobs.append(
                 PopulationJob(
                     tuple(by_folder[m] for m in chunk),
                     tuple(chunk),
                     out / POPULATIONS_DIR / _population_id(out, chunk),
-                    False,
+                    resume=False,
                 )
             )
     return jobs
 
 
-def _check_resumable(population: Path, members: Sequence[Path], status: Mapping[Path, str]) -> None:
-    """The cheap checks of :func:`redo.population.check_resumable`, made while planning, so
-    that a population that cannot resume stops the sweep before anything trains."""
-    lacking = [m for m in members if not (m / CHECKPOINT_FILE).is_file()]
-    finished = [m for m in members if status[m] == "finished"]
-    if lacking or finished:
-        started = [str(m) for m in members if status[m] != "new"]
-        why = (
-            f"{[str(m) for m in lacking]} hold no {CHECKPOINT_FILE} (it was interrupted before "
-            "its first checkpoint)"
-            if lacking
-            else f"{[str(m) for m in finished]} finished without the others"
-        )
+def _even_chunks(members: Sequence[Path], parts: int) -> list[list[Path]]:
+    """``members`` in ``parts`` consecutive chunks whose sizes differ by at most one."""
+    size, extra = divmod(len(members), parts)
+    chunks, start = [], 0
+    for part in range(parts):
+        stop = start + size + (part < extra)
+        chunks.append(list(members[start:stop]))
+        start = stop
+    return chunks
+
+
+def _can_resume(population: Path, members: Sequence[Path], status: Mapping[Path, str]) -> bool:
+    """Whether an interrupted population resumes from its checkpoint (True) or, stopped
+    before its first one, trains anew (False); raises if some members finished without the
+    others, which no population does."""
+    from redo.population.lockstep import POPULATION_CHECKPOINT
+
+    finished = [str(m) for m in members if status[m] == "finished"]
+    if finished:
         raise ValueError(
-            f"population {population} cannot resume: {why}; delete its run folders {started} "
-            "and run the sweep again to train it anew"
+            f"population {population} cannot resume: {finished} finished without the others; "
+            f"move its run folders {[str(m) for m in members]} away and run the sweep again"
         )
+    return (population / POPULATION_CHECKPOINT).is_file()
 
 
 def write_manifest(job: PopulationJob) -> None:
@@ -352,12 +388,25 @@ def _population_id(out: Path, members: Sequence[Path]) -> str:
     return "pop-" + hashlib.sha1(names.encode()).hexdigest()[:10]
 
 
-def train_job(job: PopulationJob, device: str | None = None, progress: bool = False) -> list[str]:
-    """Write the job's manifest, then train (or resume) its population; returns its run
-    folders. This is the Ray task."""
-    from redo.population.lockstep import train_population  # torch and the envs load only when needed
+def train_job(
+    job: PopulationJob, device: str | None = None, progress: bool = False, threads: int = 0
+) -> list[str]:
+    """Write the job's manifest, then train (or resume, or restart) its population with
+    ``threads`` torch threads (0: leave the process's setting); returns its run folders.
+    This is what a worker process or a Ray task runs."""
+    from redo.population.lockstep import (
+        train_population,  # torch and the envs load only when needed
+    )
 
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     write_manifest(job)
+    if job.restart:  # stopped before its first checkpoint: nothing to resume from
+        for folder in job.run_folders:
+            for name in RUN_FILES:
+                (folder / name).unlink(missing_ok=True)
     train_population(
         list(job.configs),
         job.folder,
@@ -369,11 +418,18 @@ def train_job(job: PopulationJob, device: str | None = None, progress: bool = Fa
     return [str(f) for f in job.run_folders]
 
 
+def local_workers() -> int:
+    """Worker processes for a sweep on this machine: one per core the process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def run_sweep(
     grid: Grid,
     out: str | Path,
     max_population: int = 32,
     device: str | None = None,
+    workers: int | None = None,
+    threads: int = 1,
     ray_address: str | None = None,
     cpus_per_population: float = 1.0,
     gpus_per_population: float = 0.0,
@@ -382,31 +438,80 @@ def run_sweep(
 ) -> list[PopulationJob]:
     """Train every run of ``grid`` that is not finished under ``out``; returns the jobs run.
 
-    Without ``ray_address`` the populations train one after another in this process, and an
-    error stops the sweep. With one, each population is one Ray task that asks for
+    Without ``ray_address`` the populations train on ``workers`` processes of this machine
+    (None: one per core, :func:`local_workers`), each with ``threads`` torch threads; with
+    ``workers=1`` they train one after another in this process. Populations are planned so
+    that every worker has one (:func:`plan`'s ``min_populations``) and started longest first.
+    With ``ray_address``, each population is one Ray task that asks for
     ``cpus_per_population`` CPUs and ``gpus_per_population`` GPUs, so Ray runs as many at once
-    as the cluster holds; a population that fails does not stop the others, and
-    :class:`SweepError` names the failed ones at the end. ``ray_address`` is ``"local"``
-    (start a Ray instance on this machine, without dashboard, with every CPU and GPU it has;
-    it is shut down at the end), ``"auto"`` (join the cluster this machine belongs to) or
-    ``host:port``; if Ray is already initialized in this process, that instance is used. On a
-    cluster, ``out`` must be a folder every node can write and ``redo`` installed on every
-    node.
+    as the cluster holds. ``ray_address`` is ``"local"`` (start a Ray instance on this
+    machine, without dashboard, with every CPU and GPU it has; it is shut down at the end),
+    ``"auto"`` (join the cluster this machine belongs to) or ``host:port``; if Ray is already
+    initialized in this process, that instance is used. On a cluster, ``out`` must be a
+    folder every node can write and ``redo`` installed on every node. Either way a population
+    that fails does not stop the others, and :class:`SweepError` names the failed ones at the
+    end.
 
-    ``device`` replaces the configs' device (:func:`redo.population.train_population`);
-    ``progress`` shows a bar per population, in this process only; ``on_done(job)`` is called
-    as each population ends.
+    ``device`` replaces the configs' device
+    (:func:`redo.population.lockstep.train_population`); ``progress`` shows a bar per
+    population, in this process only; ``on_done(job)`` is called as each population ends.
     """
-    out = Path(out).absolute()  # Ray workers need not share this process's working folder
-    jobs = plan(grid, out, max_population)
+    out = Path(out).absolute()  # workers need not share this process's working folder
+    workers = local_workers() if workers is None else workers
+    jobs = plan(grid, out, max_population, min_populations=1 if ray_address else workers)
     if ray_address is None:
-        for job in jobs:
-            train_job(job, device, progress)
-            if on_done is not None:
-                on_done(job)
+        run_jobs(jobs, device, workers, threads, progress, on_done)
     elif jobs:
         _run_on_ray(jobs, device, ray_address, cpus_per_population, gpus_per_population, on_done)
     return jobs
+
+
+def run_jobs(
+    jobs: Sequence[PopulationJob],
+    device: str | None = None,
+    workers: int = 1,
+    threads: int = 1,
+    progress: bool = False,
+    on_done: Callable[[PopulationJob], object] | None = None,
+) -> None:
+    """Train ``jobs`` on ``workers`` local processes, longest first (in this process when
+    ``workers`` is 1); a failed population does not stop the others (:class:`SweepError`)."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    ordered = sorted(jobs, key=lambda job: job.cost, reverse=True)
+    failed: list[tuple[PopulationJob, BaseException]] = []
+    if workers == 1:
+        for job in ordered:
+            try:
+                train_job(job, device, progress, threads)
+            except Exception as err:
+                failed.append((job, err))
+                continue
+            if on_done is not None:
+                on_done(job)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        context = multiprocessing.get_context("spawn")  # no torch state forked into a worker
+        with ProcessPoolExecutor(min(workers, max(len(ordered), 1)), mp_context=context) as pool:
+            pending = {pool.submit(train_job, job, device, False, threads): job for job in ordered}
+            for future in as_completed(pending):
+                job = pending[future]
+                if future.exception() is not None:
+                    failed.append((job, future.exception()))
+                elif on_done is not None:
+                    on_done(job)
+    _raise_failed(failed, len(jobs))
+
+
+def _raise_failed(failed: Sequence[tuple[PopulationJob, BaseException]], total: int) -> None:
+    if failed:
+        names = ", ".join(job.name for job, _ in failed)
+        raise SweepError(
+            f"{len(failed)} of {total} populations failed ({names}); the first error: "
+            f"{failed[0][1]!r}"
+        ) from failed[0][1]
 
 
 def _run_on_ray(
@@ -430,7 +535,7 @@ def _run_on_ray(
         # No retries: a population retried after a crash would find its run folders taken.
         task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(train_job)
         pending = {task.remote(job, device): job for job in jobs}
-        failed: list[tuple[PopulationJob, Exception]] = []
+        failed: list[tuple[PopulationJob, BaseException]] = []
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(done[0])
@@ -444,12 +549,7 @@ def _run_on_ray(
     finally:
         if started:
             ray.shutdown()
-    if failed:
-        names = ", ".join(job.name for job, _ in failed)
-        raise SweepError(
-            f"{len(failed)} of {len(jobs)} populations failed ({names}); the first error: "
-            f"{failed[0][1]}"
-        ) from failed[0][1]
+    _raise_failed(failed, len(jobs))
 
 
 def _check_resources(resources: Mapping[str, float], cpus: float, gpus: float) -> None:
@@ -472,8 +572,10 @@ __all__ = [
     "PopulationJob",
     "SweepError",
     "check_folder",
+    "local_workers",
     "plan",
     "run_folder",
+    "run_jobs",
     "run_status",
     "run_sweep",
     "train_job",

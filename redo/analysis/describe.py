@@ -1,0 +1,82 @@
+"""Captions: what a figure's runs are, how long they ran, where and with which code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+
+from redo.analysis.tables import ID_COLUMNS, run_identity, runs_given
+from redo.records.reader import Run
+
+# --- captions -------------------------------------------------------------------------------
+
+
+def _listing(values: Iterable[Any], fmt: Callable[[Any], str] = str) -> str:
+    return ", ".join(fmt(v) for v in sorted(set(values)))
+
+
+def _span(counts: Iterable[int]) -> str:
+    """``3`` or ``2-3``: how many of something there are, when that varies."""
+    counts = list(counts)
+    low, high = min(counts), max(counts)
+    return f"{low}" if low == high else f"{low}-{high}"
+
+
+def _hardware(provenance: Mapping[str, Any]) -> str:
+    hardware = provenance.get("hardware") or {}
+    if hardware.get("gpu"):
+        return f"GPU {hardware['gpu']}"
+    return f"CPU {hardware.get('cpu', 'unknown')} ({hardware.get('logical_cores', '?')} cores)"
+
+
+def _commit(provenance: Mapping[str, Any]) -> str:
+    git = provenance.get("git")
+    if not git:
+        return "unknown (not run from a git checkout)"
+    return git["commit"][:10] + (" (with uncommitted changes)" if git["dirty"] else "")
+
+
+def describe_runs(runs: Iterable[Run]) -> str:
+    """A caption for a figure drawn from ``runs``: what was run, how long, where and with
+    which code, so that a figure in the book says where its numbers come from.
+
+    Hardware, dates and commits are read from every segment of every run, so a run resumed
+    on another machine or with other code shows both.
+    """
+    runs = runs_given(runs)
+    ids = pd.DataFrame([run_identity(run) for run in runs])
+    settings = [c for c in ID_COLUMNS if c not in ("run", "seed")]
+    segments = [s for run in runs for s in run.record["segments"]]
+    provenances = [s["provenance"] for s in segments]
+    budgets = _listing(ids["total_steps"], lambda n: f"{n:,}")
+    short = int((ids["total_steps"] > [run.record["env_steps"] for run in runs]).sum())
+    commits = sorted(set(map(_commit, provenances)))
+    statuses = pd.Series([run.record["status"] for run in runs]).value_counts().sort_index()
+    dates = [s["started_at"][:10] for s in segments] + [
+        s["ended_at"][:10] for s in segments if s["ended_at"]
+    ]
+    first, last = min(dates), max(dates)
+    hours = sum(float(run.record["wall_time_s"]) for run in runs) / 3600
+    sentences = [
+        f"{len(runs)} runs: games {_listing(ids['game'])}; methods {_listing(ids['method'])}; "
+        f"replay ratios {_listing(ids['replay_ratio'], lambda r: f'{r:g}')}",
+        f"ReDo: {_listing(v for v in ids['redo_variant'] if v != 'no ReDo') or 'none'}",
+        f"{_span(ids.groupby(settings)['seed'].nunique())} seeds per setting "
+        f"(seeds {_listing(ids['seed'])})",
+        f"{budgets} environment steps per run"
+        + (f", {short} of the runs stopped short of it" if short else ""),
+        "Status: " + ", ".join(f"{n} {status}" for status, n in statuses.items()),
+        f"Made {first}"
+        + (f" to {last}" if last != first else "")
+        + f" on {_listing(map(_hardware, provenances))}, {hours:.1f} run-hours in all "
+        "(wall time summed over runs; the runs of one population shared their hours)",
+        f"Code: redo at git commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}",
+    ]
+    return ". ".join(sentences) + "."
+
+
+__all__ = [
+    "describe_runs",
+]
