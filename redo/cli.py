@@ -27,7 +27,13 @@ import torch
 from redo.agent.config import FAMILY_DEFAULTS, LOSS_CHOICES, ConfigError, DQNConfig, OfTotal
 from redo.agent.env_ids import describe_supported
 from redo.bench.command import add_bench_arguments, bench_epilog, run_bench_command
-from redo.core.recycle import BIAS_CHOICES, INIT_CHOICES, SELECTION_CHOICES, STEP_CHOICES
+from redo.core.recycle import (
+    BIAS_CHOICES,
+    INIT_CHOICES,
+    SCORE_CHOICES,
+    SELECTION_CHOICES,
+    STEP_CHOICES,
+)
 from redo.population.sweep import (
     AXES,
     METHODS,
@@ -75,6 +81,10 @@ OPTIONS: dict[str, tuple[str, str]] = {
     ),
     "loss": ("--loss", f"TD loss, one of {', '.join(LOSS_CHOICES)} (huber = smooth L1)"),
     "log_interval": ("--log-interval", "gradient steps between metric rows"),
+    "redo_score": (
+        "--redo-score",
+        f"what ReDo scores neurons by, one of {', '.join(SCORE_CHOICES)}",
+    ),
     "redo_selection": (
         "--redo-selection",
         f"neurons a ReDo step recycles, one of {', '.join(SELECTION_CHOICES)}: dormant (the "
@@ -104,6 +114,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
 _BOOLEAN = ("redo", "save_replay_in_checkpoint")
 _CHOICES = {
     "loss": LOSS_CHOICES,
+    "redo_score": SCORE_CHOICES,
     "redo_selection": SELECTION_CHOICES,
     "redo_init": INIT_CHOICES,
     "redo_bias": BIAS_CHOICES,
@@ -195,7 +206,85 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_bench_arguments(bench)
+    add_campaign_arguments(commands)
     return parser
+
+
+def add_campaign_arguments(commands: argparse._SubParsersAction) -> None:
+    """``python -m redo campaign run|status|collect PLAN``."""
+    campaign = commands.add_parser(
+        "campaign",
+        help="train a committed plan of sweeps over many sessions; its status",
+        description="A campaign trains every block of a plan file (redo.population.campaign) "
+        "in a working folder outside the repository, and copies each finished run's record "
+        "into the block's data folder. Run it again to continue where it stopped.",
+    )
+    actions = campaign.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (
+        ("run", "start or continue the campaign"),
+        ("status", "planned, finished and running runs, hours spent and left"),
+        ("collect", "copy finished runs into the data folders (run does it as it goes)"),
+    ):
+        sub = actions.add_parser(action, help=text, description=text)
+        sub.add_argument("plan", metavar="PLAN", help="the plan file, e.g. campaigns/evidence.json")
+        sub.add_argument(
+            "--work",
+            metavar="DIR",
+            help="working folder (default: ~/.cache/redo-book/campaigns/<plan name>)",
+        )
+        if action in ("run", "status"):
+            sub.add_argument(
+                "--workers",
+                type=_positive_int,
+                metavar="N",
+                help="populations trained at once (default: one per core)",
+            )
+        if action == "run":
+            sub.add_argument(
+                "--threads",
+                type=_positive_int,
+                default=1,
+                metavar="N",
+                help="torch threads per worker (default: 1)",
+            )
+            sub.add_argument("--device", help="torch device of the populations (default: cpu)")
+
+
+def run_campaign_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``python -m redo campaign ...``: exit status."""
+    from redo.population import campaign
+    from redo.population.sweep import local_workers
+
+    try:
+        plan = campaign.load_plan(args.plan)
+    except ValueError as err:
+        parser.error(f"argument PLAN: {err}")
+    work = Path(args.work) if args.work else campaign.default_work_dir(plan)
+    workers = getattr(args, "workers", None) or local_workers()
+    if args.action == "status":
+        print(campaign.format_status(plan, work, workers))
+        return 0
+    if args.action == "collect":
+        copies = campaign.collect(plan, work)
+        print(f"copied {_count(len(copies), 'finished run')} into the data folders")
+        return 0
+    start = time.perf_counter()
+
+    def report(job: PopulationJob) -> None:
+        print(f"[{time.perf_counter() - start:.0f} s] population {job.name} done "
+              f"({_count(len(job.run_folders), 'run')} of block {job.out.relative_to(work)})", flush=True)  # fmt: skip
+
+    print(f"campaign {plan.name}: working folder {work}, {workers} worker(s)", flush=True)
+    try:
+        campaign.run(plan, work, workers, args.threads, args.device, on_done=report)
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to continue", file=sys.stderr)
+        return 130
+    except SweepError as err:
+        print(f"error: {err}; run the same command again to retry them", file=sys.stderr)
+        return 1
+    print(campaign.format_status(plan, work, workers))
+    return 0
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
@@ -240,6 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_bench_command(args, _subparser(parser, "bench"))
     if args.command == "sweep":
         return run_sweep_command(args, _subparser(parser, "sweep"))
+    if args.command == "campaign":
+        return run_campaign_command(args, _subparser(parser, "campaign"))
     train_parser = _subparser(parser, args.command)
     overrides = {name: getattr(args, name) for name in OPTIONS if name != "env_id"}
     try:

@@ -32,10 +32,12 @@ from redo.agent.env_ids import EnvFamily, env_family
 from redo.core.recycle import (
     BIAS_CHOICES,
     INIT_CHOICES,
+    SCORE_CHOICES,
     SELECTION_CHOICES,
     STEP_CHOICES,
     BiasMode,
     InitName,
+    ScoreName,
     Selection,
     StepMode,
 )
@@ -65,6 +67,7 @@ _COMMON: dict[str, Any] = {
     "redo": False,
     "redo_period": 1_000,
     "score_batch_size": 64,
+    "redo_score": "activation",
     "redo_selection": "dormant",
     "redo_init": "default",
     "redo_bias": "zero",
@@ -202,6 +205,8 @@ class DQNConfig:
     loss: LossName
     #: gradient steps between metric rows
     log_interval: int
+    #: what ReDo scores neurons by: their activations (the paper)
+    redo_score: ScoreName
     #: which neurons a ReDo step recycles: dormant (the paper), random (as many), all
     redo_selection: Selection
     redo_init: InitName
@@ -227,6 +232,7 @@ class DQNConfig:
     }
     _CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
         "loss": LOSS_CHOICES,
+        "redo_score": SCORE_CHOICES,
         "redo_selection": SELECTION_CHOICES,
         "redo_init": INIT_CHOICES,
         "redo_bias": BIAS_CHOICES,
@@ -350,7 +356,13 @@ def describe_redo(config: DQNConfig | Mapping[str, Any]) -> str:
 
 
 #: The settings that choose a ReDo variant (their defaults are the paper's).
-REDO_OPTIONS: tuple[str, ...] = ("redo_selection", "redo_init", "redo_bias", "redo_step_mode")
+REDO_OPTIONS: tuple[str, ...] = (
+    "redo_score",
+    "redo_selection",
+    "redo_init",
+    "redo_bias",
+    "redo_step_mode",
+)
 
 
 def _family(env_id: object) -> EnvFamily:

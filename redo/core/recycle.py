@@ -48,11 +48,14 @@ InitName = Literal["default", "xavier_uniform", "lecun_normal", "kaiming_uniform
 BiasMode = Literal["zero", "redraw"]
 StepMode = Literal["keep", "elementwise", "zero_all"]
 Selection = Literal["dormant", "random", "all"]
+ScoreName = Literal["activation"]
 
 INIT_CHOICES: tuple[str, ...] = ("default", "xavier_uniform", "lecun_normal", "kaiming_uniform")
 BIAS_CHOICES: tuple[str, ...] = ("zero", "redraw")
 STEP_CHOICES: tuple[str, ...] = ("keep", "elementwise", "zero_all")
 SELECTION_CHOICES: tuple[str, ...] = ("dormant", "random", "all")
+#: What neurons are scored by: their activations (:func:`redo.core.dormant.dormant_scores`).
+SCORE_CHOICES: tuple[str, ...] = ("activation",)
 
 #: Adam/AdamW state entries shaped like the parameter, zeroed for recycled entries.
 MOMENT_KEYS: tuple[str, ...] = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
@@ -406,6 +409,7 @@ def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
 __all__ = [
     "BIAS_CHOICES",
     "INIT_CHOICES",
+    "SCORE_CHOICES",
     "SELECTION_CHOICES",
     "STEP_CHOICES",
     "LayerTensors",

@@ -123,7 +123,7 @@ class PopulationLearner:
         self._entry_clock: dict[str, FlatState] | None = None
         self.gamma, self.adam_eps, self.betas = gamma, adam_eps, betas
         self._lr: float | Tensor = float(lr[0])
-        self._fused: torch.optim.Adam | None = None
+        self._fused: dict[str, list[Tensor]] | None = None
         if len(set(lr)) > 1:  # one learning rate per entry
             lrs = FlatState(shapes, self.agents, self.device)
             for agent, value in enumerate(lr):
@@ -189,7 +189,7 @@ class PopulationLearner:
         )
         state = self.state
         if self._fused is not None:
-            self._fused.step()
+            self._fused_step()
             return UpdateStats(loss=loss, q_mean=q_mean)
         adam_update_(
             state["params"].data,
@@ -296,19 +296,38 @@ class PopulationLearner:
             self._fused = None
         return self._entry_clock
 
-    def _fused_adam(self) -> torch.optim.Adam:
-        """torch's fused Adam over the flat parameters, on this learner's own buffers."""
-        flat = self.state["params"].data
-        flat.grad = self.grads.data
-        adam = torch.optim.Adam(
-            [flat], lr=float(self._lr), betas=self.betas, eps=self.adam_eps, fused=True
-        )
-        adam.state[flat] = {
-            "step": self.clock["step"],
-            "exp_avg": self.state["exp_avg"].data,
-            "exp_avg_sq": self.state["exp_avg_sq"].data,
+    def _fused_adam(self) -> dict[str, list[Tensor]]:
+        """The tensor lists of torch's fused Adam kernel: one tensor per agent and parameter,
+        so that an agent's arithmetic never depends on the population's size."""
+        lists = {
+            kind: [view[k] for view in flat.views.values() for k in range(self.agents)]
+            for kind, flat in (
+                ("params", self.state["params"]),
+                ("grads", self.grads),
+                ("exp_avg", self.state["exp_avg"]),
+                ("exp_avg_sq", self.state["exp_avg_sq"]),
+            )
         }
-        return adam
+        return lists
+
+    def _fused_step(self) -> None:
+        assert self._fused is not None
+        self.clock["step"].add_(1)
+        torch._fused_adam_(
+            self._fused["params"],
+            self._fused["grads"],
+            self._fused["exp_avg"],
+            self._fused["exp_avg_sq"],
+            [],
+            [self.clock["step"]] * len(self._fused["params"]),
+            lr=float(self._lr),
+            beta1=self.betas[0],
+            beta2=self.betas[1],
+            weight_decay=0.0,
+            eps=self.adam_eps,
+            amsgrad=False,
+            maximize=False,
+        )
 
     # --- checkpoints ------------------------------------------------------------------------
 

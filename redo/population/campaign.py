@@ -1,0 +1,349 @@
+"""A campaign: a committed plan of many sweeps, trained over many sessions, resumable anywhere.
+
+A **plan** is a JSON file in the repository (:func:`load_plan`): a name and a list of
+blocks, each one sweep (:class:`redo.population.sweep.Grid`) with its own ``data`` folder in
+``book/data`` and, optionally, its own ``max_population``. Every run of the campaign is
+therefore listed, by its block and its grid, in a file that is committed with the results.
+
+**Working state** (run folders with their checkpoints and replay buffers, the populations'
+folders) lives outside the repository, in ``WORK/<block name>`` (:func:`default_work_dir`:
+``$XDG_CACHE_HOME/redo-book/campaigns/<plan name>``, or ``~/.cache/...``). Running the campaign
+again continues where it stopped: finished runs are skipped, interrupted populations resume
+from their last checkpoint, the rest train. Losing the folder loses only the unfinished
+populations, because each finished run's record is **copied** into its block's ``data``
+folder as soon as its population ends (:func:`collect`): ``run.json``, and ``metrics.csv`` and
+``episodes.csv`` gzip-compressed, never a checkpoint, and the population's ``population.json``
+and ``manifest.json``. A run already in ``data`` counts as finished even without its work
+folder.
+
+Populations run on a pool of local worker processes (one per core by default), the blocks in
+plan order and, within a block, the longest first, so that stage 1 of a plan finishes before
+its ablations start and both cores stay busy to the end.
+
+:func:`status` counts planned, finished, in progress and not started runs per block, the
+hours spent (population wall time, each population once) and the hours left at the speed
+measured so far.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from redo.agent.config import DQNConfig
+from redo.population.sweep import (
+    MANIFEST_FILE,
+    POPULATIONS_DIR,
+    Grid,
+    PopulationJob,
+    plan,
+    run_folder,
+    run_jobs,
+    run_status,
+)
+from redo.records.record import EPISODES_FILE, METRICS_FILE, RECORD_FILE, read_record
+
+#: What a block of a plan may set besides the grid's axes.
+BLOCK_KEYS: tuple[str, ...] = ("name", "data", "max_population", "settings")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One sweep of a plan: its grid, where its finished runs are copied (``data``, relative
+    to the repository), and the largest population it trains."""
+
+    name: str
+    grid: Grid
+    data: Path
+    max_population: int = 32
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A campaign: its name (which names its working folder) and its blocks, in order."""
+
+    name: str
+    blocks: tuple[Block, ...]
+    path: Path
+
+    def runs(self) -> list[tuple[Block, DQNConfig]]:
+        """Every planned run, with its block."""
+        return [(block, config) for block in self.blocks for config in block.grid.configs()]
+
+
+def load_plan(path: str | Path, root: str | Path | None = None) -> Plan:
+    """Read and check a plan file; ``data`` folders are resolved against ``root`` (the
+    repository; by default the folder that holds the plan's folder).
+
+    Raises ValueError naming the block and the problem (an unknown key, a repeated name, a
+    bad grid or setting) before anything trains.
+    """
+    path = Path(path)
+    try:
+        text = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read the plan {path}: {err}") from err
+    if not isinstance(text, dict) or not isinstance(text.get("blocks"), list) or not text["blocks"]:
+        raise ValueError(f"{path}: a plan is an object with a 'name' and a non-empty 'blocks' list")
+    root = Path(root) if root is not None else path.resolve().parent.parent
+    blocks = []
+    for i, spec in enumerate(text["blocks"]):
+        where = f"{path}: block {i} ({spec.get('name', 'unnamed') if isinstance(spec, dict) else spec!r})"
+        if not isinstance(spec, dict) or "name" not in spec or "data" not in spec:
+            raise ValueError(f"{where} needs a 'name' and a 'data' folder")
+        axes = {f.name for f in dataclasses.fields(Grid)} - {"settings"}
+        unknown = sorted(set(spec) - axes - set(BLOCK_KEYS))
+        if unknown:
+            raise ValueError(
+                f"{where}: unknown key(s) {unknown}; a block has {sorted(axes | set(BLOCK_KEYS))}"
+            )
+        try:
+            grid = Grid(
+                **{axis: tuple(spec[axis]) for axis in axes if axis in spec},
+                settings=dict(spec.get("settings", {})),
+            )
+            grid.configs()  # every setting checked now, not hours later
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from err
+        blocks.append(
+            Block(str(spec["name"]), grid, root / spec["data"], int(spec.get("max_population", 32)))
+        )
+    names = [b.name for b in blocks]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}: block names must differ, got {names}")
+    return Plan(str(text.get("name", path.stem)), tuple(blocks), path)
+
+
+def default_work_dir(plan: Plan) -> Path:
+    """Where a campaign's working state lives by default: the user's cache folder."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "redo-book" / "campaigns" / plan.name
+
+
+def block_jobs(plan: Plan, work: Path, workers: int = 1) -> list[PopulationJob]:
+    """The populations still to train, blocks in plan order, each block's longest first.
+
+    A run whose record is already in the block's ``data`` folder is not trained again, even
+    if the working folder was lost."""
+    jobs = []
+    for block in plan.blocks:
+        out = work / block.name
+        for config in block.grid.configs():
+            copied = run_folder(block.data, config)
+            if _copied(copied) and run_status(run_folder(out, config)) == "new":
+                _restore_marker(run_folder(out, config), copied)
+        block_plan = plan_block(block, out, workers)
+        jobs += sorted(block_plan, key=lambda job: job.cost, reverse=True)
+    return jobs
+
+
+def plan_block(block: Block, out: Path, workers: int) -> list[PopulationJob]:
+    return plan(block.grid, out, block.max_population, min_populations=workers)
+
+
+def run(
+    plan: Plan,
+    work: Path,
+    workers: int = 1,
+    threads: int = 1,
+    device: str | None = None,
+    on_done: Callable[[PopulationJob], object] | None = None,
+) -> list[PopulationJob]:
+    """Train what is left of ``plan`` in ``work``, copying each population's finished runs
+    into their blocks' ``data`` folders as it ends; returns the jobs run."""
+    work.mkdir(parents=True, exist_ok=True)
+    collect(plan, work)
+    jobs = block_jobs(plan, work, workers)
+
+    def finished(job: PopulationJob) -> None:
+        collect(plan, work)
+        if on_done is not None:
+            on_done(job)
+
+    # One block after another keeps the plan's order; within it, the pool keeps both cores
+    # busy to the block's end.
+    for block in plan.blocks:
+        out = (work / block.name).absolute()
+        mine = [job for job in jobs if job.out == out]
+        if mine:
+            run_jobs(mine, device, workers, threads, on_done=finished)
+    return jobs
+
+
+def collect(plan: Plan, work: Path) -> list[Path]:
+    """Copy every finished run of ``work`` that is not yet in its block's ``data`` folder;
+    returns the copies made."""
+    copies = []
+    for block in plan.blocks:
+        out = work / block.name
+        for config in block.grid.configs():
+            source, target = run_folder(out, config), run_folder(block.data, config)
+            if run_status(source) == "finished" and not _copied(target):
+                copy_run(source, target)
+                copies.append(target)
+        for population in sorted((out / POPULATIONS_DIR).glob("*/population.json")):
+            target = block.data / POPULATIONS_DIR / population.parent.name
+            if not (target / "population.json").exists():
+                target.mkdir(parents=True, exist_ok=True)
+                for name in (MANIFEST_FILE, "population.json"):
+                    shutil.copy2(population.parent / name, target / name)
+    return copies
+
+
+def copy_run(source: Path, target: Path) -> None:
+    """A run's record for the book: ``run.json`` and the gzip-compressed tables; the record
+    is written last, so a copy interrupted half-way is not mistaken for a finished one."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in (METRICS_FILE, EPISODES_FILE):
+        with (
+            (source / name).open("rb") as table,
+            (target / f"{name}.gz").open("wb") as out,
+            gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as compressed,  # same bytes each time
+        ):
+            shutil.copyfileobj(table, compressed)
+    tmp = target / f".{RECORD_FILE}.tmp"
+    shutil.copy2(source / RECORD_FILE, tmp)
+    tmp.replace(target / RECORD_FILE)
+
+
+def _copied(target: Path) -> bool:
+    return (target / RECORD_FILE).is_file() and read_record(target)["status"] == "finished"
+
+
+def _restore_marker(work_folder: Path, copied: Path) -> None:
+    """A finished run whose working folder was lost: put its record back, so that planning
+    skips it (its tables are in the copy)."""
+    work_folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(copied / RECORD_FILE, work_folder / RECORD_FILE)
+    for name in (METRICS_FILE, EPISODES_FILE):
+        (work_folder / name).touch()
+
+
+@dataclass(frozen=True)
+class BlockStatus:
+    """Counts of one block's runs, and its hours."""
+
+    name: str
+    planned: int
+    finished: int
+    in_progress: int
+    hours_spent: float
+    cost_left: float
+
+
+def status(plan: Plan, work: Path) -> tuple[list[BlockStatus], float]:
+    """Each block's counts and hours, and the measured seconds per unit of
+    :attr:`PopulationJob.cost <redo.population.sweep.PopulationJob.cost>` (NaN before any
+    population has made progress)."""
+    rows, spent_s, done_cost = [], 0.0, 0.0
+    for block in plan.blocks:
+        out = work / block.name
+        finished = in_progress = 0
+        cost_left = 0.0
+        for config in block.grid.configs():
+            state = run_status(run_folder(out, config))
+            copied = _copied(run_folder(block.data, config))
+            if state == "finished" or copied:
+                finished += 1
+                continue
+            reached = _env_steps(run_folder(out, config)) if state == "unfinished" else 0
+            in_progress += state == "unfinished"
+            cost_left += _cost(config, config.total_steps - reached)
+        block_s, block_cost = _population_hours(block, out)
+        spent_s += block_s
+        done_cost += block_cost
+        rows.append(
+            BlockStatus(
+                block.name,
+                len(block.grid.configs()),
+                finished,
+                in_progress,
+                block_s / 3600,
+                cost_left,
+            )
+        )
+    return rows, (spent_s / done_cost if done_cost else float("nan"))
+
+
+def _cost(config: DQNConfig, env_steps: int) -> float:
+    """One run's share of :attr:`PopulationJob.cost`."""
+    return env_steps * (1 + 5 * config.replay_ratio)
+
+
+def _env_steps(folder: Path) -> int:
+    return int(read_record(folder)["env_steps"]) if (folder / RECORD_FILE).is_file() else 0
+
+
+def _population_hours(block: Block, out: Path) -> tuple[float, float]:
+    """Wall seconds of the block's populations (each counted once, by one member's record)
+    and the cost they covered."""
+    seconds = cost = 0.0
+    seen: set[str] = set()
+    configs = {run_folder(out, c): c for c in block.grid.configs()}
+    for folder, config in configs.items():
+        for source in (folder, run_folder(block.data, config)):
+            if not (source / RECORD_FILE).is_file():
+                continue
+            record = read_record(source)
+            population = record.get("population") or {}
+            key = population.get("id") or str(folder)
+            size = int(population.get("size", 1))
+            if key in seen or not record["segments"]:
+                break
+            seen.add(key)
+            seconds += float(record["wall_time_s"])
+            cost += size * _cost(config, int(record["env_steps"]))
+            break
+    return seconds, cost
+
+
+def format_status(plan: Plan, work: Path, workers: int) -> str:
+    """The status table of ``python -m redo campaign status``."""
+    rows, seconds_per_cost = status(plan, work)
+    lines = [f"campaign {plan.name} ({plan.path}), working folder {work}"]
+    header = f"{'block':<34} {'planned':>7} {'finished':>8} {'running':>7} {'new':>5} {'hours':>7}"
+    lines += [header, "-" * len(header)]
+    for r in rows:
+        new = r.planned - r.finished - r.in_progress
+        lines.append(
+            f"{r.name:<34} {r.planned:>7} {r.finished:>8} {r.in_progress:>7} {new:>5} {r.hours_spent:>7.2f}"
+        )
+    planned = sum(r.planned for r in rows)
+    finished = sum(r.finished for r in rows)
+    spent = sum(r.hours_spent for r in rows)
+    left = sum(r.cost_left for r in rows) * seconds_per_cost / 3600 / workers
+    lines.append(
+        f"{'all':<34} {planned:>7} {finished:>8} {sum(r.in_progress for r in rows):>7} "
+        f"{planned - finished - sum(r.in_progress for r in rows):>5} {spent:>7.2f}"
+    )
+    estimate = (
+        "no population has made progress yet, so no speed is measured"
+        if seconds_per_cost != seconds_per_cost
+        else f"about {left:.1f} hours left on {workers} worker(s) at the speed measured so far"
+    )
+    lines.append(
+        f"{finished} of {planned} runs finished; {spent:.1f} population-hours spent; {estimate}"
+    )
+    return "\n".join(lines)
+
+
+__all__ = [
+    "BLOCK_KEYS",
+    "Block",
+    "BlockStatus",
+    "Plan",
+    "block_jobs",
+    "collect",
+    "copy_run",
+    "default_work_dir",
+    "format_status",
+    "load_plan",
+    "run",
+    "status",
+]
