@@ -41,6 +41,7 @@ from redo.population.sweep import (
     PopulationJob,
     SweepError,
     plan,
+    planned_min_populations,
     run_folder,
     run_sweep,
 )
@@ -259,7 +260,7 @@ def run_campaign_command(args: argparse.Namespace, parser: argparse.ArgumentPars
         plan = campaign.load_plan(args.plan)
     except ValueError as err:
         parser.error(f"argument PLAN: {err}")
-    work = Path(args.work) if args.work else campaign.default_work_dir(plan)
+    work = (Path(args.work) if args.work else campaign.default_work_dir(plan)).absolute()
     workers = getattr(args, "workers", None) or local_workers()
     if args.action == "status":
         print(campaign.format_status(plan, work, workers))
@@ -330,7 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "sweep":
         return run_sweep_command(args, _subparser(parser, "sweep"))
     if args.command == "campaign":
-        return run_campaign_command(args, _subparser(parser, "campaign"))
+        # errors print the action's usage line, e.g. `python -m redo campaign run ...`
+        return run_campaign_command(args, _subparser(_subparser(parser, "campaign"), args.action))
     train_parser = _subparser(parser, args.command)
     overrides = {name: getattr(args, name) for name in OPTIONS if name != "env_id"}
     try:
@@ -378,7 +380,10 @@ def run_sweep_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
     out = Path(args.out)
     try:
         grid = Grid(**axes, settings=settings)
-        jobs = plan(grid, out, args.max_population)
+        # the populations run_sweep will train: as many as it has workers, where it can
+        jobs = plan(
+            grid, out, args.max_population, planned_min_populations(args.workers, args.ray_address)
+        )
     except ConfigError as err:
         parser.error(f"argument {_sweep_option(err.field)}: {err}")
     except ValueError as err:  # a run folder under --out that the sweep cannot use
@@ -393,7 +398,7 @@ def run_sweep_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
     )
     if args.dry_run:
         for job in jobs:
-            kind = "resume" if job.resume else "new"
+            kind = "resume" if job.resume else "restart" if job.restart else "new"
             print(f"population {job.name} ({kind}, {_count(len(job.run_folders), 'run')}):")
             print("".join(f"  {member}\n" for member in job.members()), end="")
         if finished:
@@ -410,7 +415,8 @@ def run_sweep_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
         )
         print(
             f"[{time.perf_counter() - start:.0f} s] population {job.name} done "
-            f"({'resumed' if job.resume else 'new'}, {_count(len(members), 'run')}): {shown}",
+            f"({'resumed' if job.resume else 'restarted' if job.restart else 'new'}, "
+            f"{_count(len(members), 'run')}): {shown}",
             flush=True,
         )
 

@@ -6,10 +6,6 @@ import itertools
 import torch
 from torch import nn
 
-# The test networks are tiny: intra-op threads only add overhead, and on a busy 2-core machine
-# their spin-waiting makes each forward pass ~100x slower.
-torch.set_num_threads(1)
-
 ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.Tanh)
 _WEIGHT_TYPES = (nn.Linear, nn.Conv2d)
 

@@ -5,9 +5,9 @@ tests check numbers against these functions; the chapter tests use them as the t
 the Results and Ablations chapters execute on at smoke parameters.
 """
 
-from redo.analysis.tables import game_name
 from redo.agent.config import DQNConfig
-from redo.records.run import RunWriter
+from redo.analysis.tables import game_name
+from redo.records.writer import RunWriter
 
 GAMES = {"MinAtar/Breakout-v1": 0, "MinAtar/Freeway-v1": 1}  # env id -> game index
 RATIOS = (0.25, 1.0)
@@ -31,7 +31,9 @@ def level(game, redo, rr, seed):
     return 10 * (1 + game) * (2 if redo else 1) * (1 + rr) + seed
 
 
-def write_synthetic_run(folder, env_id, redo, rr, seed, **overrides):
+def write_synthetic_run(folder, env_id, redo, rr, seed, *, population=None, **overrides):
+    """One finished run of the single-agent loop, or of a population if ``population``
+    (``{"id", "size", "index"}``) is given; ``overrides`` are DQNConfig settings."""
     game = GAMES[env_id]
     config = DQNConfig.for_env(
         env_id,
@@ -42,7 +44,7 @@ def write_synthetic_run(folder, env_id, redo, rr, seed, **overrides):
         learning_starts=LEARNING_STARTS,
         **overrides,
     )
-    with RunWriter(folder, config.to_dict()) as writer:
+    with RunWriter(folder, config.to_dict(), population=population) as writer:
         for step in LOG_STEPS:
             dormant = {
                 f"dormant/tau={tau:g}": dormant_value(game, redo, rr, seed, step, tau)

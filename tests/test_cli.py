@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from redo.cli import OPTIONS, main, run_folder
-from redo.agent.config import DQNConfig
 from redo.records.run import load_run
+
+from redo.agent.config import DQNConfig
+from redo.cli import OPTIONS, main, run_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 

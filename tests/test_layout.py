@@ -51,9 +51,7 @@ for name in {modules!r}:
 seconds = time.perf_counter() - start
 print(json.dumps({{"modules": sorted(sys.modules), "seconds": seconds}}))
 """
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(done.stdout)
 
 

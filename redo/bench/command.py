@@ -63,6 +63,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         ("--device", {"default": device, "help": f"torch device, cpu or cuda (default here: {device})"}),
         ("--out", {"default": "bench.json", "metavar": "PATH", "help": "JSON file of the results (default: bench.json)"}),
         ("--quick", {"action": "store_true", "help": "smoke run: the --quick budgets, K in 1 8, fewer repeats"}),
+        ("--commands", {"action": "store_true", "help": "time only whole commands side by side: python -m redo train of one MinAtar run against python -m redo sweep of 12 (see redo.bench.commands), --rounds times"}),
     ]  # fmt: skip
     for option, kwargs in options:
         parser.add_argument(option, **kwargs)
@@ -101,6 +102,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
         rounds=given(args.rounds, QUICK_ROUNDS if args.quick else DEFAULT_ROUNDS),
         device=str(torch.device(args.device)),
         quick=args.quick,
+        commands=args.commands,
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from redo.bench.commands import sweep_speedup
 from redo.bench.settings import DEFINITIONS, INTERVALS, BenchSettings
 
 
@@ -22,6 +23,7 @@ class Report:
     rows: list[dict[str, Any]] = field(default_factory=list)
     micro: list[dict[str, Any]] = field(default_factory=list)
     roofline: list[dict[str, Any]] = field(default_factory=list)
+    commands: list[dict[str, Any]] = field(default_factory=list)
     wall_time_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -35,6 +37,7 @@ class Report:
             "rows": self.rows,
             "micro": self.micro,
             "roofline": self.roofline,
+            "commands": self.commands,
         }
 
 
@@ -56,7 +59,17 @@ def where_measured(provenance: Mapping[str, Any], date: str, wall_time_s: float)
 
 
 def format_report(report: Report) -> str:
-    """The report as text: a header saying where and how, the loop table, the micro table."""
+    """The report as text: a header saying where and how, the loop table, the micro table
+    (or, for ``--commands``, the commands' table and the sweep's speed-up)."""
+    if report.commands:
+        return "\n".join(
+            [
+                *where_measured(report.provenance, report.date, report.wall_time_s),
+                "whole commands, interleaved rounds (env steps per second, start-up included)",
+                command_frame(report.commands).to_string(index=False),
+                f"sweep / single: {sweep_speedup(report.commands):.2f} (median of the rounds' ratios)",
+            ]
+        )
     budgets = {r["env"]: (r["learning_starts"], r["window_env_steps"]) for r in report.rows}
     periods = sorted({r["redo_period"] for r in report.rows if r["redo"]})
     lines = [
@@ -82,6 +95,12 @@ def format_report(report: Report) -> str:
         _roofline_table(report.roofline),
     ]
     return "\n".join(lines)
+
+
+def command_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The commands' rows: command, round, runs, wall time and env steps per second."""
+    frame = pd.DataFrame(rows)
+    return frame[["command", "round", "runs", "wall_time_s", "env_steps_per_s"]].round(1)
 
 
 def roofline_frame(roofline: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -181,6 +200,7 @@ def _micro_table(rows: Sequence[Mapping[str, Any]]) -> str:
 
 __all__ = [
     "Report",
+    "command_frame",
     "format_report",
     "layer_frame",
     "loop_frame",

@@ -75,6 +75,7 @@ from redo.agent.envs import make_env
 from redo.agent.replay import ReplayBuffer
 from redo.agent.streams import AgentStreams, seeded_q_network
 from redo.agent.td import LOSSES, td_update
+from redo.bench.commands import measure_commands
 from redo.bench.reference_loop import (
     reference_buffer,
     reference_loop,
@@ -115,6 +116,10 @@ def run_bench(settings: BenchSettings, log: Callable[[str], None] | None = None)
         provenance=collect_provenance(settings.device),
         date=datetime.now(UTC).isoformat(timespec="seconds"),
     )
+    if settings.commands:
+        report.commands = measure_commands(settings.rounds, log)
+        report.wall_time_s = time.perf_counter() - start
+        return report
     for env_id in settings.envs:
         window = Window.for_budget(settings.budget(env_id), settings.replay_ratio)
         report.rows.extend(loop_rows(env_id, window, settings, log))

@@ -97,6 +97,8 @@ class BenchSettings:
     rounds: int = DEFAULT_ROUNDS
     device: str = "cpu"
     quick: bool = False
+    #: time only the whole commands of :mod:`redo.bench.commands`, nothing else
+    commands: bool = False
 
     def __post_init__(self) -> None:
         if not self.envs or len(set(self.envs)) != len(self.envs):
@@ -174,7 +176,8 @@ class BenchSettings:
         ):
             if value is not None:
                 parts.append(f"{option} {value}")
-        return " ".join(parts + (["--quick"] if self.quick else []))
+        flags = (["--quick"] if self.quick else []) + (["--commands"] if self.commands else [])
+        return " ".join(parts + flags)
 
 
 @dataclass(frozen=True)

@@ -194,6 +194,11 @@ def reset_neurons(
     }
     for name, mask in full_masks.items():  # all checked before anything changes
         _check_mask(name, mask, layers[name].width)
+    if whole_network and not all(bool(mask.all()) for mask in full_masks.values()):
+        raise ValueError(
+            "whole_network=True re-initialises every neuron, so masks must select all of "
+            "them in every hidden layer (select_neurons(..., selection='all'))"
+        )
     if optimizer is not None:
         check_step_mode(optimizer, step_mode)
     tensors = [LayerTensors.of(layer) for layer in layers.values()]
@@ -214,6 +219,7 @@ def reset_neurons(
     )
 
 
+@torch.no_grad()
 def reset_tensors(
     layers: Sequence[LayerTensors],
     masks: Sequence[Tensor],
@@ -224,9 +230,9 @@ def reset_tensors(
     """The reset rule on tensors, in place: every layer's chosen neurons get fresh incoming
     weights (and bias), then their outgoing weights are zeroed.
 
-    ``layers[i]`` is recycled where ``masks[i]`` (one bool per neuron) is True; the next
-    layer of ``layers[i]`` is ``layers[i + 1]`` when both are given. A layer with nothing to
-    recycle draws no random numbers, so a reset's draws depend only on what it recycles.
+    ``layers[i]`` is recycled where ``masks[i]`` (one bool per neuron) is True; each layer
+    names the weight its neurons feed (``next_weight``), so the order of ``layers`` does not
+    matter. A layer with nothing to recycle draws no random numbers.
     Returns every changed tensor with the mask of its changed entries (the union of its
     incoming rows and outgoing columns), for the optimizer's state.
     """
@@ -253,6 +259,7 @@ def reset_tensors(
     return changed
 
 
+@torch.no_grad()
 def reinitialise_tensors(
     layers: Sequence[tuple[Tensor, Tensor | None]],
     init: InitName = "default",

@@ -94,7 +94,8 @@ def load_plan(path: str | Path, root: str | Path | None = None) -> Plan:
     root = Path(root) if root is not None else path.resolve().parent.parent
     blocks = []
     for i, spec in enumerate(text["blocks"]):
-        where = f"{path}: block {i} ({spec.get('name', 'unnamed') if isinstance(spec, dict) else spec!r})"
+        label = spec.get("name", "unnamed") if isinstance(spec, dict) else repr(spec)
+        where = f"{path}: block {i} ({label})"
         if not isinstance(spec, dict) or "name" not in spec or "data" not in spec:
             raise ValueError(f"{where} needs a 'name' and a 'data' folder")
         axes = {f.name for f in dataclasses.fields(Grid)} - {"settings"}
@@ -103,20 +104,43 @@ def load_plan(path: str | Path, root: str | Path | None = None) -> Plan:
             raise ValueError(
                 f"{where}: unknown key(s) {unknown}; a block has {sorted(axes | set(BLOCK_KEYS))}"
             )
-        try:
-            grid = Grid(
-                **{axis: tuple(spec[axis]) for axis in axes if axis in spec},
-                settings=dict(spec.get("settings", {})),
+        settings = spec.get("settings", {})
+        if not isinstance(settings, dict):
+            raise ValueError(f"{where}: settings must be an object, got {settings!r}")
+        max_population = spec.get("max_population", 32)
+        if (
+            isinstance(max_population, bool)
+            or not isinstance(max_population, int)
+            or max_population < 1
+        ):
+            raise ValueError(
+                f"{where}: max_population must be an integer >= 1, got {max_population!r}"
             )
+        if not isinstance(spec["data"], str) or not spec["data"]:
+            raise ValueError(f"{where}: data must be a folder name, got {spec['data']!r}")
+        try:
+            # axes as given: the grid refuses a string where a list belongs
+            grid = Grid(**{axis: spec[axis] for axis in axes if axis in spec}, settings=settings)
             grid.configs()  # every setting checked now, not hours later
-        except ValueError as err:
+        except (TypeError, ValueError) as err:
             raise ValueError(f"{where}: {err}") from err
-        blocks.append(
-            Block(str(spec["name"]), grid, root / spec["data"], int(spec.get("max_population", 32)))
-        )
-    names = [b.name for b in blocks]
-    if len(set(names)) != len(names):
-        raise ValueError(f"{path}: block names must differ, got {names}")
+        names = [b.name for b in blocks]
+        if str(spec["name"]) in names:
+            raise ValueError(
+                f"{where}: block {names.index(str(spec['name']))} has the same name; block "
+                "names must differ (each names its working folder)"
+            )
+        blocks.append(Block(str(spec["name"]), grid, root / spec["data"], max_population))
+    copied: dict[Path, int] = {}  # a run's copy -> the block that copies it there
+    for i, block in enumerate(blocks):
+        for config in block.grid.configs():
+            target = run_folder(block.data, config)
+            if copied.setdefault(target, i) != i:
+                raise ValueError(
+                    f"{path}: block {i} ({block.name}): its run {target} would be copied where "
+                    f"block {copied[target]} ({blocks[copied[target]].name}) copies one; give "
+                    "it another data folder"
+                )
     return Plan(str(text.get("name", path.stem)), tuple(blocks), path)
 
 
@@ -157,6 +181,7 @@ def run(
 ) -> list[PopulationJob]:
     """Train what is left of ``plan`` in ``work``, copying each population's finished runs
     into their blocks' ``data`` folders as it ends; returns the jobs run."""
+    pass
     work.mkdir(parents=True, exist_ok=True)
     collect(plan, work)
     jobs = block_jobs(plan, work, workers)

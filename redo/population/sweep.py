@@ -12,17 +12,19 @@ as Ray tasks on a cluster.
 **Where runs go.** Every run has its own folder, ``OUT/<env id>/<method>-rr<r>-s<seed>``
 (with ``-tau<t>`` when tau is not the paper's for that replay ratio; :func:`run_folder`), so
 where a run lies does not depend on which population trained it, and the results loader
-(:func:`redo.records.run.load_runs`) reads a sweep's folder like any other. Each population has
-a folder ``OUT/populations/<id>``: when the population starts, its manifest
-(``manifest.json``, :func:`write_manifest`) lists its members; when it ends,
-:func:`redo.population.train_population` writes its timing (``population.json``) there.
+(:func:`redo.records.reader.load_runs`) reads a sweep's folder like any other. Each
+population has a folder ``OUT/populations/<id>``: when the population starts, its manifest
+(``manifest.json``, :func:`write_manifest`) lists its members; while it trains, its
+checkpoint (``checkpoint.pt``) is there; when it ends,
+:func:`redo.population.lockstep.train_population` writes its timing (``population.json``)
+there.
 
 **Resuming.** Running the same sweep again skips every finished run, continues each
-population that was interrupted from its members' checkpoints (the manifest says which runs
-trained together, so they resume together), and trains the rest. A population interrupted
-before its first checkpoint cannot resume: :func:`plan` names its run folders, to delete
-before the sweep trains it anew. A folder that holds a run with other settings is an error,
-never overwritten (:func:`check_folder`).
+population that was interrupted from its checkpoint (the manifest says which runs trained
+together, so they resume together), and trains the rest. A population interrupted before its
+first checkpoint has nothing to resume from: it is planned again with the same members and
+id, and its run files are cleared before it trains anew (``PopulationJob.restart``). A folder
+that holds a run with other settings is an error, never overwritten (:func:`check_folder`).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ RunStatus = Literal["new", "unfinished", "finished"]
 
 
 class SweepError(RuntimeError):
-    """Populations of a sweep on Ray failed; the others ran to their end."""
+    """Populations of a sweep failed; the others ran to their end."""
 
 
 @dataclass(frozen=True)
@@ -225,10 +227,11 @@ def plan(
     ``max_population`` at most per population, and groups are split further, into populations
     of even sizes, until there are ``min_populations`` (the workers that should stay busy) or
     every population has one run. A population's id depends only on its members, so planning
-    the same grid again names the same populations. Raises :class:`redo.agent.config.ConfigError` for a setting that a run or a
-    population does not allow, and ValueError for a run folder that cannot be used (it holds
-    a run with other settings, an unfinished run that no manifest lists, or one of a
-    population that cannot resume) or two runs that would share a folder. Writes nothing.
+    the same grid again names the same populations. Raises
+    :class:`redo.agent.config.ConfigError` for a setting that a run does not allow, and
+    ValueError for a run folder that cannot be used (it holds a run with other settings, an
+    unfinished run that no manifest lists, or a finished run of a population whose other
+    members did not finish) or two runs that would share a folder. Writes nothing.
     """
     from redo.population.lockstep import (
         check_population,  # torch and the envs load only when needed
@@ -291,7 +294,7 @@ def plan(
 
     groups: dict[tuple[Any, ...], list[Path]] = {}
     for folder in folders:
-        if status[folder] == "new":
+        if status[folder] == "new" and folder not in claimed:  # not a started one's member
             groups.setdefault(_shared_settings(by_folder[folder]), []).append(folder)
     for members in groups.values():
         check_population([by_folder[m] for m in members])
@@ -423,6 +426,14 @@ def local_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def planned_min_populations(workers: int | None, ray_address: str | None = None) -> int:
+    """The ``min_populations`` that :func:`run_sweep` plans with: one population per local
+    worker (None: one per core), or 1 on Ray, whose cluster may be any size."""
+    if ray_address is not None:
+        return 1
+    return local_workers() if workers is None else workers
+
+
 def run_sweep(
     grid: Grid,
     out: str | Path,
@@ -458,7 +469,7 @@ def run_sweep(
     """
     out = Path(out).absolute()  # workers need not share this process's working folder
     workers = local_workers() if workers is None else workers
-    jobs = plan(grid, out, max_population, min_populations=1 if ray_address else workers)
+    jobs = plan(grid, out, max_population, planned_min_populations(workers, ray_address))
     if ray_address is None:
         run_jobs(jobs, device, workers, threads, progress, on_done)
     elif jobs:
@@ -574,6 +585,7 @@ __all__ = [
     "check_folder",
     "local_workers",
     "plan",
+    "planned_min_populations",
     "run_folder",
     "run_jobs",
     "run_status",

@@ -44,6 +44,7 @@ from __future__ import annotations
 import gzip
 import io
 import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +94,12 @@ def _complete_text(path: Path) -> str:
     """
     data = path.read_bytes()
     if path.suffix == ".gz":
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as err:  # not gzip, cut short, corrupt
+            raise RunRecordError(
+                f"{path.parent}: {path.name} is not a valid gzip file: {err}"
+            ) from err
     complete, newline, partial = data.rpartition(b"\n")
     if partial:
         warnings.warn(
@@ -112,6 +118,8 @@ def parse_table(folder: Path, name: str, required: Sequence[str]) -> pd.DataFram
     try:
         text = _complete_text(path)
         table = pd.read_csv(io.StringIO(text)) if text else None
+    except RunRecordError:
+        raise
     except ValueError as err:  # pandas' parser errors and UnicodeDecodeError
         raise RunRecordError(f"{folder}: {name} is not valid CSV: {err}") from err
     if table is None:

@@ -1,9 +1,6 @@
-"""The DQN loop: config, replay, replay ratio, learning, ReDo, determinism and exact resume."""
+"""The DQN loop: replay ratio, learning, the target network, ReDo, logging, determinism, resume."""
 
-import dataclasses
-import json
 import math
-import re
 
 import numpy as np
 import pandas as pd
@@ -11,210 +8,19 @@ import pytest
 import torch
 
 import redo.agent.dqn
-from redo.agent.config import FAMILY_DEFAULTS, ConfigError, DQNConfig, OfTotal, paper_tau
-from redo.agent.dqn import (
-    TIMING_COLUMNS,
-    linear_epsilon,
-    restore_env,
-    snapshot_env,
-    train,
-    train_or_load,
-    updates_due,
-)
+import redo.agent.streams
+from redo.agent.config import DQNConfig
+from redo.agent.dqn import logged_taus, train, train_or_load
 from redo.agent.envs import make_env
-from redo.core.networks import q_network_for
+from redo.agent.metrics import dormant_columns_from_scores
 from redo.agent.replay import ReplayBuffer
-from redo.records.run import RunWriter, load_checkpoint, load_run
+from redo.agent.streams import seeded_q_network
+from redo.core.dormant import dormant_scores
+from redo.records.reader import load_checkpoint, load_run
+from redo.records.writer import RunWriter
+from tests.agent.runs import assert_same_run, tiny
 
-
-def tiny(env_id="CartPole-v1", **overrides):
-    """A run of a few hundred steps that still exercises every part of the loop."""
-    settings = {
-        "total_steps": 400,
-        "learning_starts": 100,
-        "replay_ratio": 0.5,
-        "batch_size": 32,
-        "buffer_size": 1_000,
-        "target_update_period": 50,
-        "epsilon_decay_steps": 200,
-        "log_interval": 10,
-        "checkpoint_interval": 1_000,
-    }
-    return DQNConfig.for_env(env_id, **(settings | overrides))
-
-
-def without_timing(frame):
-    return frame.drop(columns=[c for c in TIMING_COLUMNS if c in frame.columns])
-
-
-def assert_same_run(a, b):
-    pd.testing.assert_frame_equal(without_timing(a.metrics), without_timing(b.metrics))
-    pd.testing.assert_frame_equal(a.episodes, b.episodes)
-
-
-# --- config ---------------------------------------------------------------------------------
-
-
-def test_for_env_fills_family_defaults():
-    atari = DQNConfig.for_env("ALE/Breakout-v5")
-    assert (atari.lr, atari.adam_eps, atari.learning_starts) == (6.25e-5, 1.5e-4, 20_000)
-    assert (atari.target_update_period, atari.epsilon_end, atari.replay_ratio) == (
-        8_000,
-        0.01,
-        0.25,
-    )
-    minatar = DQNConfig.for_env("MinAtar/Breakout-v1", seed=3)
-    assert (minatar.buffer_size, minatar.learning_starts, minatar.seed) == (100_000, 5_000, 3)
-    classic = DQNConfig.for_env("CartPole-v1")
-    assert (classic.buffer_size, classic.target_update_period, classic.batch_size) == (
-        10_000,
-        500,
-        128,
-    )
-
-
-def test_tau_follows_the_paper_unless_given():
-    assert DQNConfig.for_env("ALE/Pong-v5").tau == 0.025 == paper_tau(0.25)
-    assert DQNConfig.for_env("ALE/Pong-v5", replay_ratio=1).tau == 0.1
-    assert DQNConfig.for_env("ALE/Pong-v5", replay_ratio=1, tau=0.05).tau == 0.05
-
-
-def test_budget_dependent_defaults_scale_with_total_steps():
-    small = DQNConfig.for_env("CartPole-v1", total_steps=20_000)
-    assert (small.learning_starts, small.epsilon_decay_steps) == (400, 10_000)
-    big = DQNConfig.for_env("CartPole-v1", total_steps=2_000_000)
-    assert big.learning_starts == 10_000  # cleanRL's value is the cap
-    assert OfTotal(0.5).resolve(7) == 3
-
-
-def test_every_family_defines_every_setting():
-    settings = {f.name for f in dataclasses.fields(DQNConfig)} - {"env_id", "tau"}
-    for defaults in FAMILY_DEFAULTS.values():
-        assert set(defaults) == settings
-
-
-@pytest.mark.parametrize(
-    ("field", "value", "message"),
-    [
-        ("tau", -0.1, "tau must be a finite number >= 0"),
-        ("tau", math.nan, "tau must be a finite number >= 0"),
-        ("redo_period", 0, "redo_period must be an integer >= 1"),
-        ("replay_ratio", 0, "replay_ratio must be a finite number > 0"),
-        ("replay_ratio", math.nan, "replay_ratio must be a finite number > 0"),
-        ("total_steps", 0, "total_steps must be an integer >= 1"),
-        ("batch_size", 0, "batch_size must be an integer >= 1"),
-        ("score_batch_size", -1, "score_batch_size must be an integer >= 1"),
-        ("redo_init", "he", "redo_init must be one of"),
-        ("loss", "l1", "loss must be one of"),
-        ("gamma", 1.5, "gamma must be a finite number in [0, 1]"),
-        ("redo", "yes", "redo must be True or False"),
-        ("device", "gpu7", "device must be a torch device"),
-    ],
-)
-def test_bad_values_name_the_setting(field, value, message):
-    with pytest.raises(ConfigError, match=re.escape(message)) as info:
-        DQNConfig.for_env("CartPole-v1", **{field: value})
-    assert info.value.field == field
-
-
-def test_unknown_env_and_setting():
-    with pytest.raises(ConfigError, match=r"supported ids are .*CartPole-v1") as info:
-        DQNConfig.for_env("CartPole-v0")
-    assert info.value.field == "env_id"
-    with pytest.raises(ConfigError, match="unknown setting"):
-        DQNConfig.for_env("CartPole-v1", learning_rate=1e-3)
-
-
-def test_config_round_trips_through_json():
-    config = DQNConfig.for_env("MinAtar/Breakout-v1", redo=True, replay_ratio=np.int64(1))
-    data = json.loads(json.dumps(config.to_dict()))
-    assert DQNConfig.from_dict(data) == config
-    assert isinstance(config.replay_ratio, float)
-    with pytest.raises(ConfigError, match="missing"):
-        DQNConfig.from_dict({k: v for k, v in data.items() if k != "seed"})
-
-
-# --- replay buffer --------------------------------------------------------------------------
-
-
-def filled_buffer(capacity, steps, truncate_every=None):
-    """Observation t is the vector [t, t]; transition t goes t -> t + 1 with action t."""
-    buffer = ReplayBuffer(capacity, (2,), np.float32)
-    for t in range(steps):
-        truncated = truncate_every is not None and (t + 1) % truncate_every == 0
-        buffer.add(np.full(2, t), t, float(t), np.full(2, t + 1), False, truncated)
-    return buffer
-
-
-@pytest.mark.parametrize(("capacity", "steps"), [(50, 20), (50, 50), (50, 137)])
-def test_replay_returns_consistent_transitions(capacity, steps):
-    buffer = filled_buffer(capacity, steps)
-    batch = buffer.sample(500, np.random.default_rng(0))
-    t = batch.observations[:, 0]
-    np.testing.assert_array_equal(batch.next_observations[:, 0], t + 1)
-    np.testing.assert_array_equal(batch.actions, t)
-    np.testing.assert_array_equal(batch.rewards, t)
-    assert t.min() >= max(0, steps - capacity + 1)  # the oldest, overwritten slot is skipped
-    assert t.max() == steps - 1  # the newest transition is complete
-    assert len(buffer) == min(steps, capacity)
-
-
-def test_replay_never_samples_truncated_transitions():
-    buffer = filled_buffer(40, 100, truncate_every=5)
-    t = buffer.sample(1_000, np.random.default_rng(1)).observations[:, 0]
-    assert not np.any((t + 1) % 5 == 0)
-
-
-def test_replay_state_round_trip():
-    buffer = filled_buffer(30, 47, truncate_every=7)
-    copy = ReplayBuffer(30, (2,), np.float32)
-    copy.load_state_dict(buffer.state_dict())
-    a, b = (buf.sample(64, np.random.default_rng(5)) for buf in (buffer, copy))
-    for x, y in zip(a, b, strict=True):
-        np.testing.assert_array_equal(x, y)
-    with pytest.raises(ValueError, match="holds 30 transitions"):
-        ReplayBuffer(31, (2,), np.float32).load_state_dict(buffer.state_dict())
-
-
-# --- replay ratio and schedule --------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("ratio", "every"), [(0.25, 4), (1, 1)])
-def test_updates_due_spreads_fractional_ratios(ratio, every):
-    done = 0
-    for n in range(1, 401):
-        due = updates_due(n, ratio, done)
-        assert due == (1 if n % every == 0 else 0)
-        done += due
-
-
-def test_updates_due_makes_several_per_step_above_one():
-    assert [updates_due(n, 3, 3 * (n - 1)) for n in range(1, 6)] == [3] * 5
-
-
-def test_updates_due_is_exact_in_the_long_run():
-    done = 0
-    for n in range(1, 100_001):
-        done += updates_due(n, 0.4, done)
-        assert done == (2 * n) // 5
-    assert updates_due(10**12, 0.29, 0) == 29 * 10**10  # no float drift (0.29 * 100 < 29)
-
-
-def test_updates_due_rejects_impossible_counts():
-    with pytest.raises(ValueError, match="only 2 are due"):
-        updates_due(10, 0.25, 3)
-
-
-def test_epsilon_is_flat_then_linear_then_flat():
-    config = DQNConfig.for_env(
-        "CartPole-v1", learning_starts=100, epsilon_decay_steps=200, epsilon_end=0.05
-    )
-    assert linear_epsilon(0, config) == linear_epsilon(100, config) == 1.0
-    assert linear_epsilon(200, config) == pytest.approx(0.525)
-    assert linear_epsilon(300, config) == linear_epsilon(10_000, config) == 0.05
-
-
-# --- the loop -------------------------------------------------------------------------------
+# --- the replay ratio and learning ----------------------------------------------------------
 
 
 @pytest.mark.parametrize("ratio", [0.25, 1, 3])
@@ -251,6 +57,71 @@ def test_the_learning_threshold_fails_without_learning():
     assert train(frozen).episodes["episode_return"].tail(10).mean() < 100
 
 
+# --- the target network ---------------------------------------------------------------------
+
+
+def record_updates(monkeypatch):
+    """Spy on td_update: per gradient step, the env step it belongs to and copies of the
+    online and target parameters just before the step."""
+    real_update, real_epsilon = redo.agent.dqn.td_update, redo.agent.dqn.linear_epsilon
+    now = {"env_step": 0}
+    steps = []
+
+    def epsilon(env_step, config):  # the loop asks for epsilon once per env step, with step - 1
+        now["env_step"] = env_step + 1
+        return real_epsilon(env_step, config)
+
+    def update(q_network, target_network, *args):
+        steps.append(
+            {
+                "env_step": now["env_step"],
+                "online": {k: v.clone() for k, v in q_network.state_dict().items()},
+                "target": {k: v.clone() for k, v in target_network.state_dict().items()},
+            }
+        )
+        return real_update(q_network, target_network, *args)
+
+    monkeypatch.setattr(redo.agent.dqn, "linear_epsilon", epsilon)
+    monkeypatch.setattr(redo.agent.dqn, "td_update", update)
+    return steps
+
+
+def same_weights(a, b):
+    return all(torch.equal(a[name], b[name]) for name in a)
+
+
+@pytest.mark.parametrize(
+    ("period", "ratio", "redo"), [(40, 0.5, False), (30, 1, True), (25, 3, False)]
+)
+def test_target_network_is_synced_exactly_every_target_update_period_env_steps(
+    period, ratio, redo, monkeypatch
+):
+    steps = record_updates(monkeypatch)
+    config = tiny(
+        total_steps=300, target_update_period=period, replay_ratio=ratio, redo=redo, redo_period=7
+    )
+    train(config)
+    assert len(steps) == (300 - 100) * ratio  # after learning_starts = 100
+    initial = seeded_q_network((4,), 2, config.seed, "cpu").state_dict()
+    assert same_weights(steps[0]["target"], initial)
+    # group the gradient steps by the last sync before them: a sync at env step e comes
+    # after e's own gradient steps, so a step of env step e follows the sync at
+    # (e - 1) // period * period
+    by_sync = {}
+    for step in steps:
+        by_sync.setdefault((step["env_step"] - 1) // period, []).append(step)
+    assert len(by_sync) >= 5
+    for group in by_sync.values():
+        # right after a sync the target is an exact copy of the online network ...
+        assert same_weights(group[0]["target"], group[0]["online"])
+        # ... and it stays fixed until the next one, while the online network learns
+        assert all(same_weights(s["target"], group[0]["target"]) for s in group)
+        assert not same_weights(group[-1]["target"], group[-1]["online"])
+
+
+# --- the record -----------------------------------------------------------------------------
+
+
 def test_metrics_columns_and_episodes(tmp_path):
     result = train(tiny(redo=True, redo_period=20), tmp_path / "run")
     metrics = result.metrics
@@ -260,6 +131,9 @@ def test_metrics_columns_and_episodes(tmp_path):
         assert {f"dormant/tau={tau}/fc1", f"dormant/tau={tau}/fc2"} <= set(metrics.columns)
     assert (metrics["redo/calls"] == metrics["grad_step"] // 20).all()
     assert (metrics["redo/recycled"].cumsum() == metrics["redo/recycled_total"]).all()
+    # log_interval 10, redo_period 20: every other row was scored by the reset's own batch
+    before = (metrics["grad_step"] % 20 == 0).astype(int)
+    assert metrics["redo/scored_before_reset"].tolist() == before.tolist()
     for column in (
         "loss",
         "q_mean",
@@ -276,6 +150,12 @@ def test_metrics_columns_and_episodes(tmp_path):
     assert (result.episodes["episode_return"] == result.episodes["episode_length"]).all()
 
 
+def test_logged_taus_are_the_papers_and_the_runs_own():
+    assert logged_taus(tiny()) == (0.0, 0.025, 0.1)
+    assert logged_taus(tiny(tau=0.3)) == (0.0, 0.025, 0.1, 0.3)
+    assert "dormant/tau=0.3/fc1" in train(tiny(tau=0.3, total_steps=150)).metrics
+
+
 def test_run_record_loads_back_with_the_config(tmp_path):
     config = tiny()
     result = train(config, tmp_path / "run")
@@ -286,31 +166,86 @@ def test_run_record_loads_back_with_the_config(tmp_path):
     pd.testing.assert_frame_equal(run.metrics, result.metrics)
 
 
+def test_checkpoint_holds_the_streams_and_no_global_torch_state(tmp_path):
+    train(tiny(redo=True, redo_period=20), tmp_path / "run")
+    checkpoint = load_checkpoint(tmp_path / "run")
+    assert set(checkpoint["streams"]) == {
+        "explore",
+        "replay",
+        "redo_batch",
+        "log_batch",
+        "redo_weights",
+    }
+    assert "rngs" not in checkpoint and "torch_rng" not in checkpoint
+    assert not any(
+        isinstance(value, torch.Tensor) and value.dtype == torch.uint8
+        for value in checkpoint.values()
+    )  # torch.get_rng_state() is a uint8 tensor
+
+
 # --- ReDo -----------------------------------------------------------------------------------
 
 
-def test_redo_runs_every_period_on_the_online_network(monkeypatch):
+def spy_on_recycle(monkeypatch, after=None):
+    """Record every recycle_dormant call as (x, kwargs, report); ``after(model, x)`` runs
+    right after the reset and its result is recorded too."""
+    real = redo.agent.dqn.recycle_dormant
     calls = []
 
     def spy(model, optimizer, x, tau, **kwargs):
-        calls.append((x.shape[0], tau, kwargs["init"]))
-        return real(model, optimizer, x, tau, **kwargs)
+        report = real(model, optimizer, x, tau, **kwargs)
+        extra = None if after is None else after(model, x)
+        calls.append({"x": x, "tau": tau, "kwargs": kwargs, "report": report, "after": extra})
+        return report
 
-    real = redo.agent.dqn.recycle_dormant
     monkeypatch.setattr(redo.agent.dqn, "recycle_dormant", spy)
+    return calls
+
+
+def test_redo_runs_every_period_on_the_online_network(monkeypatch):
+    calls = spy_on_recycle(monkeypatch)
     config = tiny(redo=True, redo_period=15, tau=0.05, score_batch_size=48)
     metrics = train(config).metrics
     grad_steps = int(metrics["grad_step"].iloc[-1])
     assert len(calls) == grad_steps // 15 > 5
-    assert set(calls) == {(48, 0.05, "default")}
+    options = {
+        (c["x"].shape[0], c["tau"], *(c["kwargs"][k] for k in ("init", "bias", "step_mode")))
+        for c in calls
+    }
+    assert options == {(48, 0.05, "default", "zero", "keep")}  # the paper's ReDo
+    assert {c["kwargs"]["selection"] for c in calls} == {"dormant"}
+    assert all(isinstance(c["kwargs"]["generator"], torch.Generator) for c in calls)
     assert len(calls) == metrics["redo/calls"].iloc[-1]
-    monkeypatch.setattr(redo.agent.dqn, "recycle_dormant", real)
+    monkeypatch.undo()
     assert train(tiny(redo=False)).metrics["redo/calls"].eq(0).all()
+
+
+def test_redo_options_reach_the_reset(monkeypatch):
+    calls = spy_on_recycle(monkeypatch)
+    config = tiny(
+        total_steps=200,
+        redo=True,
+        redo_period=10,
+        redo_selection="random",
+        redo_step_mode="zero_all",
+        redo_bias="redraw",
+        redo_init="xavier_uniform",
+    )
+    train(config)
+    assert calls
+    for call in calls:
+        assert call["kwargs"] | {"generator": None} == {
+            "init": "xavier_uniform",
+            "bias": "redraw",
+            "step_mode": "zero_all",
+            "selection": "random",
+            "generator": None,
+        }
 
 
 def build_with_dead_neurons(monkeypatch):
     """Make train's Q-network start with 60 of fc1's 120 neurons dead (huge negative bias)."""
-    real = redo.agent.dqn.q_network_for
+    real = redo.agent.streams.q_network_for
 
     def build(shape, n_actions):
         network = real(shape, n_actions)
@@ -318,7 +253,7 @@ def build_with_dead_neurons(monkeypatch):
             network.fc1.bias[:60] = -1e3
         return network
 
-    monkeypatch.setattr(redo.agent.dqn, "q_network_for", build)
+    monkeypatch.setattr(redo.agent.streams, "q_network_for", build)
 
 
 def test_redo_revives_dead_neurons(monkeypatch):
@@ -329,7 +264,8 @@ def test_redo_revives_dead_neurons(monkeypatch):
     dead = "dormant/tau=0/fc1"
     assert with_redo.loc[10, dead] >= 0.5 and without.loc[10, dead] >= 0.5
     assert with_redo.loc[20, "redo/recycled"] >= 60
-    assert with_redo.loc[20, dead] < 0.1  # recycled neurons fire again
+    assert with_redo.loc[20, dead] >= 0.5  # the row of the reset shows the scores before it
+    assert with_redo.loc[30, dead] < 0.1  # recycled neurons fire again
     assert (without[dead] >= 0.5).all()  # dead ReLUs get no gradient: they stay dead
 
 
@@ -338,14 +274,116 @@ def test_redo_never_touches_the_target_network(tmp_path):
     result = train(config, tmp_path / "run")
     assert result.metrics["redo/recycled_total"].iloc[-1] > 0
     env = make_env(config.env_id)
-    torch.manual_seed(config.seed)
-    initial = q_network_for(env.observation_space.shape, int(env.action_space.n)).state_dict()
+    initial = seeded_q_network(
+        env.observation_space.shape, int(env.action_space.n), config.seed, "cpu"
+    ).state_dict()
     checkpoint = load_checkpoint(tmp_path / "run")
     for name, tensor in initial.items():
         torch.testing.assert_close(checkpoint["target_network"][name], tensor, rtol=0, atol=0)
     assert any(
         not torch.equal(checkpoint["q_network"][name], tensor) for name, tensor in initial.items()
     )
+
+
+# --- what a row at a reset shows ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "MinAtar/Breakout-v1"])
+def test_rows_at_a_reset_show_the_scores_that_decided_it(env_id, monkeypatch):
+    calls = spy_on_recycle(monkeypatch)
+    config = tiny(env_id, total_steps=250, redo=True, redo_period=10, log_interval=10)
+    metrics = train(config).metrics
+    assert len(metrics) == len(calls) == 7
+    assert metrics["redo/scored_before_reset"].eq(1).all()
+    taus = logged_taus(config)
+    for (_, row), call in zip(metrics.iterrows(), calls, strict=True):
+        expected = dormant_columns_from_scores(call["report"].scores, taus)
+        for column, value in expected.items():
+            assert row[column] == pytest.approx(value, abs=1e-12), column
+        assert row["redo/recycled"] == call["report"].total
+
+
+def test_a_row_at_a_reset_of_everything_shows_the_fractions_before_it(monkeypatch):
+    build_with_dead_neurons(monkeypatch)
+
+    def rescore(model, x):  # the fractions the row would show if it were scored after
+        return dormant_columns_from_scores(dormant_scores(model, x), (0.0,))
+
+    calls = spy_on_recycle(monkeypatch, after=rescore)
+    config = tiny(total_steps=150, redo=True, redo_period=10, log_interval=10, tau=1e6)
+    metrics = train(config).metrics
+    first, call = metrics.iloc[0], calls[0]
+    after = call["after"]
+    assert call["report"].total == sum(call["report"].neurons.values())  # all recycled
+    assert first["redo/recycled"] == 120 + 84
+    assert first["dormant/tau=1e+06"] == 1.0  # before the reset every neuron is tau-dormant
+    assert first["dormant/tau=0/fc1"] >= 0.5  # the dead half of fc1, before the reset
+    assert after["dormant/tau=0/fc1"] < 0.1  # after it, fc1's fresh neurons fire
+    assert first["dormant/tau=0/fc1"] != after["dormant/tau=0/fc1"]
+    assert first["redo/scored_before_reset"] == 1
+
+
+def test_without_redo_no_row_is_scored_before_a_reset(monkeypatch):
+    calls = spy_on_recycle(monkeypatch)
+    metrics = train(tiny(total_steps=200, redo=False, redo_period=10)).metrics
+    assert not calls
+    assert len(metrics) == 5
+    assert metrics["redo/scored_before_reset"].eq(0).all()
+
+
+# --- random streams -------------------------------------------------------------------------
+
+
+def record_minibatches(monkeypatch):
+    """Spy on the training minibatches: the replay generator's state before each draw, and
+    the batch drawn."""
+    real = ReplayBuffer.sample
+    draws = []
+
+    def sample(self, batch_size, rng):
+        state = rng.bit_generator.state["state"]["state"]
+        batch = real(self, batch_size, rng)
+        draws.append((state, batch))
+        return batch
+
+    monkeypatch.setattr(ReplayBuffer, "sample", sample)
+    return draws
+
+
+def test_redo_does_not_change_the_minibatches_before_its_first_reset(monkeypatch):
+    draws = record_minibatches(monkeypatch)
+    train(tiny(redo=False))
+    without = list(draws)
+    draws.clear()
+    train(tiny(redo=True, redo_period=20, tau=0.1))
+    with_redo = list(draws)
+    assert len(with_redo) == len(without) == 150
+    for (state_a, a), (state_b, b) in zip(with_redo[:20], without[:20], strict=True):
+        assert state_a == state_b
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)
+    # the replay stream is not consumed by ReDo: the same slots are drawn the whole run
+    # (the buffer never fills nor truncates here, so the slots depend on the stream alone)
+    assert [state for state, _ in with_redo] == [state for state, _ in without]
+
+
+def test_logging_does_not_change_training(tmp_path):
+    often = train(tiny(redo=True, redo_period=20, log_interval=5), tmp_path / "a")
+    rarely = train(tiny(redo=True, redo_period=20, log_interval=50), tmp_path / "b")
+    pd.testing.assert_frame_equal(often.episodes, rarely.episodes)
+    a, b = (load_checkpoint(tmp_path / name)["q_network"] for name in "ab")
+    for name in a:
+        assert torch.equal(a[name], b[name])
+
+
+def test_training_leaves_the_global_torch_rng_alone():
+    config = tiny(total_steps=200, redo=True, redo_period=10, redo_selection="random")
+    torch.manual_seed(1)
+    before = torch.get_rng_state()
+    first = train(config)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(2)  # and nothing the run draws depends on it
+    assert_same_run(first, train(config))
 
 
 # --- determinism and resume -----------------------------------------------------------------
@@ -357,15 +395,6 @@ def test_same_seed_same_run_different_seed_different_run():
     assert_same_run(first, second)
     other = train(config.replace(seed=1))
     assert not first.episodes.equals(other.episodes)
-
-
-def test_logging_does_not_change_training(tmp_path):
-    often = train(tiny(redo=True, redo_period=20, log_interval=5), tmp_path / "a")
-    rarely = train(tiny(redo=True, redo_period=20, log_interval=50), tmp_path / "b")
-    pd.testing.assert_frame_equal(often.episodes, rarely.episodes)
-    a, b = (load_checkpoint(tmp_path / name)["q_network"] for name in "ab")
-    for name in a:
-        assert torch.equal(a[name], b[name])
 
 
 def interrupt_at_checkpoint(monkeypatch, number):
@@ -410,24 +439,6 @@ def test_resume_without_replay_refills_before_learning(tmp_path, monkeypatch):
     # no update while learning_starts (100) new transitions are collected, then the ratio again
     assert after["env_step"].min() > 300
     assert after["grad_step"].max() == 50 + (600 - 300) * 0.5
-
-
-def test_atari_env_snapshot_continues_the_same_game():
-    env = make_env("ALE/Breakout-v5", seed=0)
-    env.reset()
-    for _ in range(60):
-        env.step(env.action_space.sample())
-    restored = restore_env(snapshot_env(env), make_env("ALE/Breakout-v5", seed=1))
-    for _ in range(300):
-        action = env.action_space.sample()
-        assert restored.action_space.sample() == action
-        a, b = env.step(action), restored.step(action)
-        np.testing.assert_array_equal(a[0], b[0])
-        assert a[1:4] == b[1:4]
-        if a[2] or a[3]:
-            assert a[4]["episode"]["r"] == b[4]["episode"]["r"]
-            env.reset()
-            restored.reset()
 
 
 def test_train_or_load_trains_loads_and_resumes(tmp_path, monkeypatch):

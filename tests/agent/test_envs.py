@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
 
-from redo.agent.envs import (
+from redo.agent.env_ids import (
     ATARI_ID_PATTERN,
     CLASSIC_IDS,
     MINATAR_IDS,
     SUPPORTED_ENV_IDS,
     env_family,
-    make_env,
-    make_minatar,
 )
+from redo.agent.envs import make_env, make_minatar
 
 #: Channels and minimal action-set sizes of the MinAtar games (MinAtar 1.0.15).
 MINATAR_LAYOUT = {
@@ -210,3 +212,12 @@ def test_unknown_id_error_lists_the_supported_ids() -> None:
 def test_family_factory_rejects_other_families() -> None:
     with pytest.raises(ValueError, match="classic"):
         make_minatar("CartPole-v1")
+
+
+def test_env_ids_load_without_any_environment_library() -> None:
+    code = (
+        "import sys, redo.agent.env_ids as ids; ids.env_family('CartPole-v1'); "
+        "print(sorted(m for m in ('gymnasium', 'minatar', 'ale_py', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -7,6 +7,9 @@ import math
 import pytest
 import torch
 
+from redo.agent.config import DQNConfig
+from redo.agent.envs import make_env
+from redo.bench.reference_loop import run_reference, seed_redo_check, train_schedule
 from redo.bench.runner import (
     Budget,
     Window,
@@ -18,10 +21,7 @@ from redo.bench.runner import (
     micro_single,
 )
 from redo.cli import main
-from redo.agent.config import DQNConfig
-from redo.agent.envs import make_env
 from redo.core.networks import mlp
-from redo.bench.reference_loop import run_reference, seed_redo_check, train_schedule
 
 #: A CartPole benchmark of a few seconds: K in (1, 2), 40 measured env steps.
 TINY_BENCH = [

@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from redo.bench.runner import INTERVALS, speed_ratio
 from redo.bench.performance import (
     load_reports,
     population_bound,
@@ -15,6 +14,7 @@ from redo.bench.performance import (
     round_spread,
     target_checks,
 )
+from redo.bench.runner import INTERVALS, speed_ratio
 
 
 def row(method, agents, sps, redo=False, redo_share=0.0, score_share=0.0, threads=1):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import papermill
 import pytest
-import synthetic_runs
+
+from tests import synthetic_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("notebooks", ROOT / "scripts" / "notebooks.py")

@@ -1,9 +1,24 @@
+import importlib.util
 import math
+import pathlib
+import sys
 
 import pandas as pd
 import pytest
 import torch
-from conftest import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import redo.core
+from redo.core.dormant import (
+    capture_activations,
+    dormant_masks,
+    dormant_scores,
+    dormant_summary,
+    neuron_activity,
+)
+from tests.nets import (
     ACTIVATIONS,
     NETS,
     activations_by_hand,
@@ -12,17 +27,6 @@ from conftest import (
     kill,
     mlp,
     reference_scores,
-)
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from torch import nn
-
-from redo.core.dormant import (
-    capture_activations,
-    dormant_masks,
-    dormant_scores,
-    dormant_summary,
-    neuron_activity,
 )
 
 FAST = settings(max_examples=30, deadline=None)
@@ -243,6 +247,32 @@ def test_summary_frame_has_one_row_per_tau_and_layer(summary):
     row = frame[(frame.tau == 0.025) & (frame.layer == "wide")].iloc[0]
     assert (row.dormant, row.neurons, row.fraction) == (6, 16, 6 / 16)
     pd.testing.assert_series_equal(frame.fraction, frame.dormant / frame.neurons, check_names=False)
+
+
+CORE = pathlib.Path(redo.core.__file__).parent
+
+
+@pytest.mark.parametrize("module", sorted(path.stem for path in CORE.glob("*.py")))
+def test_core_modules_import_without_pandas(module, monkeypatch):
+    """The core needs torch and numpy only: each of its modules, run afresh while
+    ``import pandas`` fails, imports."""
+    monkeypatch.setitem(sys.modules, "pandas", None)  # `import pandas` now raises ImportError
+    with pytest.raises(ImportError):
+        import pandas  # noqa: F401
+    name = f"_without_pandas_{module}"
+    spec = importlib.util.spec_from_file_location(name, CORE / f"{module}.py")
+    fresh = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, fresh)  # dataclasses look their module up
+    spec.loader.exec_module(fresh)
+
+
+def test_pandas_is_imported_only_inside_to_frame(summary, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    assert summary.fraction(0.1) == pytest.approx(0.4)  # the counts need no pandas
+    with pytest.raises(ImportError):
+        summary.to_frame()
+    monkeypatch.undo()
+    assert len(summary.to_frame()) == 6
 
 
 def test_summary_accepts_an_int_tau_key(summary):

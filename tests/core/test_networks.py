@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from redo.core.dormant import dormant_scores
 from redo.agent.envs import make_env
+from redo.core.dormant import dormant_scores
 from redo.core.networks import ScaleInput, minatar_cnn, mlp, nature_cnn, q_network_for
 from redo.core.structure import hidden_layers
 

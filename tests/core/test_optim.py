@@ -4,19 +4,18 @@ import random
 
 import pytest
 import torch
-from conftest import conv_flatten_linear, inputs, mlp, reset_regions
 from torch import nn
 
-from redo.core.optim import (
-    ElementwiseAdam,
-    _power,
-    adam_update_,
-    corrections_from_step,
-    has_elementwise_step,
-    restart_clock_,
-    widen_step,
+from redo.core.dormant import dormant_masks, dormant_scores
+from redo.core.optim import ElementwiseAdam, adam_update_, restart_clock_, widen_step
+from redo.core.recycle import (
+    check_step_mode,
+    clear_moments,
+    clear_optimizer_entries,
+    recycle_dormant,
+    reset_neurons,
 )
-from redo.core.recycle import reset_neurons, reset_optimizer_entries
+from tests.nets import conv_flatten_linear, inputs, kill, mlp, reset_regions
 
 #: Recycled neurons for conv_flatten_linear; layer "5" has none, so its own rows stay.
 MASKS = {
@@ -113,38 +112,79 @@ def test_optimizer_that_has_not_stepped_is_fine(optimizer_name):
 # --- step counts ------------------------------------------------------------------------------
 
 
-def test_auto_step_mode_is_elementwise_for_elementwise_adam():
-    model, optimizer = trained("ElementwiseAdam")
-    before = state_by_name(model, optimizer)
-    reset_neurons(model, optimizer, MASKS)  # step_mode="auto"
-    after = state_by_name(model, optimizer)
-    for name, region in reset_regions(model, MASKS).items():
-        assert before[name]["step"].shape == (1,) * region.dim()  # compact until a reset
-        assert (before[name]["step"] == 5).all()
-        if region.any():
-            assert after[name]["step"].shape == region.shape, name  # the reset widened it
-        step = after[name]["step"].expand_as(region)
-        assert (step[region] == 0).all(), name
-        assert (step[~region] == 5).all(), name
-    assert has_elementwise_step(optimizer)
+def assert_clock_unchanged(before, after):
+    """Every entry of the state that is not a moment (the step count, and ElementwiseAdam's
+    bias corrections) is bit-identical, shape included."""
+    for name in before:
+        for key in before[name].keys() - set(MOMENTS):
+            assert after[name][key].shape == before[name][key].shape, (name, key)
+            assert torch.equal(after[name][key], before[name][key]), (name, key)
 
 
 @pytest.mark.parametrize(
     ("optimizer_name", "step_mode"),
-    [("Adam", "auto"), ("AdamW", "auto"), ("Adam", "keep"), ("ElementwiseAdam", "keep")],
+    [
+        ("Adam", None),
+        ("Adam-amsgrad", None),
+        ("AdamW", None),
+        ("ElementwiseAdam", None),
+        ("Adam", "keep"),
+        ("ElementwiseAdam", "keep"),
+    ],
+    ids=lambda v: "default" if v is None else v,
 )
-def test_keep_leaves_every_step_count(optimizer_name, step_mode):
+def test_keep_is_the_default_and_leaves_every_step_count(optimizer_name, step_mode):
+    """The paper's reset: the moments of exactly the changed entries are zeroed, Adam's step
+    count (one per tensor for torch's Adam, compact for ElementwiseAdam) is not touched."""
     model, optimizer = trained(optimizer_name)
     before = state_by_name(model, optimizer)
-    reset_neurons(model, optimizer, MASKS, step_mode=step_mode)
+    kwargs = {} if step_mode is None else {"step_mode": step_mode}
+    reset_neurons(model, optimizer, MASKS, **kwargs)
     after = state_by_name(model, optimizer)
     for name in before:
-        assert torch.equal(after[name]["step"], before[name]["step"]), name
-        assert (after[name]["step"] == 5).all()
+        assert (after[name]["step"] == 5).all(), name
+    assert_clock_unchanged(before, after)
+    assert_moments_reset_only_in_regions(model, before, after)
+    if optimizer_name == "ElementwiseAdam":  # nothing widened: the counts are still one each
+        assert all(s["step"].numel() == 1 for s in after.values())
+
+
+@pytest.mark.parametrize("optimizer_name", ["Adam", "ElementwiseAdam"])
+def test_recycle_dormant_keeps_step_counts_by_default(optimizer_name):
+    model, optimizer = trained(optimizer_name)
+    kill(model, "2", [1, 3])
+    x = inputs((3, 7, 7))
+    masks = dormant_masks(dormant_scores(model, x), 0.0)
+    assert masks["2"][[1, 3]].all()
+    before = state_by_name(model, optimizer)
+    report = recycle_dormant(model, optimizer, x, tau=0.0, generator=torch.Generator())
+    after = state_by_name(model, optimizer)
+    assert report.recycled == {name: int(mask.sum()) for name, mask in masks.items()}
+    assert_clock_unchanged(before, after)
+    assert_moments_reset_only_in_regions(model, before, after, masks)
+
+
+def test_elementwise_step_mode_restarts_exactly_the_reset_entries_counts():
+    model, optimizer = trained("ElementwiseAdam")
+    before = state_by_name(model, optimizer)
+    reset_neurons(model, optimizer, MASKS, step_mode="elementwise")
+    after = state_by_name(model, optimizer)
+    old = {"step": 5.0, "bias_correction1": 1 - 0.9**5, "bias_correction2": 1 - 0.999**5}
+    for name, region in reset_regions(model, MASKS).items():
+        assert before[name]["step"].shape == (1,) * region.dim()  # compact until a reset
+        assert (before[name]["step"] == 5).all()
+        if not region.any():  # "5.bias", "7.*": untouched, still compact
+            assert all(torch.equal(after[name][k], before[name][k]) for k in old), name
+            continue
+        for key, value in old.items():
+            clock = after[name][key]
+            assert clock.shape == region.shape, (name, key)  # the reset widened it
+            assert (clock[region] == 0).all(), (name, key)
+            torch.testing.assert_close(clock[~region], torch.full_like(clock[~region], value))
     assert_moments_reset_only_in_regions(model, before, after)
 
 
-@pytest.mark.parametrize("optimizer_name", ["Adam", "AdamW", "ElementwiseAdam"])
+@pytest.mark.parametrize("optimizer_name", ["Adam", "Adam-amsgrad", "AdamW", "ElementwiseAdam"])
 def test_zero_all_zeroes_every_step_count(optimizer_name):
     model, optimizer = trained(optimizer_name)
     before = state_by_name(model, optimizer)
@@ -153,7 +193,14 @@ def test_zero_all_zeroes_every_step_count(optimizer_name):
     for name in before:  # also "5.*" (no dormant neuron) and the output layer "7.*"
         assert (before[name]["step"] == 5).all()
         assert (after[name]["step"] == 0).all(), name
+        for key in ("bias_correction1", "bias_correction2"):  # ElementwiseAdam's clock
+            if key in before[name]:
+                assert (before[name][key] > 0).all()
+                assert (after[name][key] == 0).all(), (name, key)
     assert_moments_reset_only_in_regions(model, before, after)
+    train(model, optimizer, steps=1)  # and training goes on from a count of 1
+    assert all((optimizer.state[p]["step"] == 1).all() for p in model.parameters())
+    assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 def test_zero_all_without_any_recycled_neuron_keeps_steps():
@@ -167,23 +214,75 @@ def test_zero_all_without_any_recycled_neuron_keeps_steps():
 def test_elementwise_step_mode_with_torch_adam_is_rejected(optimizer_name):
     model, optimizer = trained(optimizer_name)
     before = copy.deepcopy(model.state_dict())
+    state_before = state_by_name(model, optimizer)
     with pytest.raises(ValueError, match=r"step_mode='elementwise'.*ElementwiseAdam"):
         reset_neurons(model, optimizer, MASKS, step_mode="elementwise")
+    rows = MASKS["0"].view(-1, 1, 1, 1).expand_as(model[0].weight)
     with pytest.raises(ValueError, match="ElementwiseAdam"):
-        reset_optimizer_entries(optimizer, model[0].weight, MASKS["0"], step_mode="elementwise")
+        clear_optimizer_entries(optimizer, {model[0].weight: rows}, "elementwise")
+    with pytest.raises(ValueError, match="ElementwiseAdam"):
+        check_step_mode(optimizer, "elementwise")
     for name, value in model.state_dict().items():
         assert torch.equal(value, before[name]), name
+    after = state_by_name(model, optimizer)  # nothing cleared before the error either
+    for name in state_before:
+        for key, value in state_before[name].items():
+            assert torch.equal(after[name][key], value), (name, key)
 
 
-def test_reset_optimizer_entries_on_one_parameter():
+@pytest.mark.parametrize("optimizer_name", list(OPTIMIZERS))
+def test_check_step_mode_accepts_keep_and_zero_all_for_any_adam(optimizer_name):
+    _, optimizer = trained(optimizer_name)
+    for step_mode in ("keep", "zero_all"):
+        check_step_mode(optimizer, step_mode)
+    if optimizer_name == "ElementwiseAdam":
+        check_step_mode(optimizer, "elementwise")
+    with pytest.raises(ValueError, match=r"step_mode must be one of \['keep', 'elementwise'"):
+        check_step_mode(optimizer, "auto")  # the old default, gone
+
+
+@pytest.mark.parametrize(
+    ("step_mode", "restarted"),
+    [("keep", False), ("elementwise", True)],
+    ids=["keep", "elementwise"],
+)
+def test_clear_optimizer_entries_on_one_parameter(step_mode, restarted):
     model, optimizer = trained("ElementwiseAdam")
-    bias = model[2].bias
+    bias, mask = model[2].bias, MASKS["2"]
+    others = {p: {k: v.clone() for k, v in optimizer.state[p].items()} for p in model.parameters()}
     before = {k: v.expand_as(bias).clone() for k, v in optimizer.state[bias].items()}
-    reset_optimizer_entries(optimizer, bias, MASKS["2"])
+    clear_optimizer_entries(optimizer, {bias: mask}, step_mode)
     state = optimizer.state[bias]
-    for key in ("exp_avg", "exp_avg_sq", "step"):
-        assert (state[key][MASKS["2"]] == 0).all()
-        assert torch.equal(state[key][~MASKS["2"]], before[key][~MASKS["2"]])
+    clock = ("step", "bias_correction1", "bias_correction2")
+    for key in ("exp_avg", "exp_avg_sq", *(clock if restarted else ())):
+        assert (state[key][mask] == 0).all(), key
+        assert torch.equal(state[key][~mask], before[key][~mask]), key
+    if not restarted:
+        for key in clock:
+            assert torch.equal(state[key].expand_as(bias), before[key]), key
+    for p in model.parameters():  # the other parameters are untouched
+        if p is not bias:
+            assert all(torch.equal(optimizer.state[p][k], v) for k, v in others[p].items())
+
+
+def test_clear_moments_on_a_mapping_of_states():
+    """clear_moments works on any {param: state} mapping (as built over one agent's slice of
+    a population): it zeroes the three Adam moments where the mask is True, and nothing else."""
+    a, b, c = torch.zeros(3, 2), torch.zeros(4), torch.zeros(2)
+    states = {
+        a: {key: torch.ones(3, 2) for key in MOMENTS} | {"step": torch.tensor(7.0)},
+        b: {"exp_avg": torch.ones(4), "exp_avg_sq": torch.ones(4), "other": torch.ones(4)},
+        c: {},  # not stepped yet
+    }
+    rows = torch.tensor([True, False, True]).view(3, 1).expand(3, 2)
+    clear_moments(states, {a: rows, b: torch.tensor([False, True, False, False]), c: c.bool()})
+    for key in MOMENTS:
+        assert torch.equal(states[a][key], (~rows).float()), key
+    assert states[a]["step"] == 7
+    assert states[b]["exp_avg"].tolist() == [1, 0, 1, 1]
+    assert states[b]["exp_avg_sq"].tolist() == [1, 0, 1, 1]
+    assert (states[b]["other"] == 1).all()
+    assert states[c] == {}
 
 
 # --- ElementwiseAdam --------------------------------------------------------------------------
@@ -196,13 +295,6 @@ def test_widen_step_copies_a_compact_count_and_keeps_a_wide_one():
     wide[0, 0] = 0  # a real copy, not an expanded view of one element
     assert compact.item() == 7 and wide[1, 1] == 7
     assert widen_step(wide, torch.Size([3, 4])) is wide
-
-
-@pytest.mark.parametrize("beta", [0.0, 0.5, 0.9, 0.999])
-def test_power_through_exp_equals_pow(beta):
-    steps = torch.tensor([0.0, 1.0, 2.0, 10.0, 1000.0, 1e6])
-    expected = torch.tensor([beta**t for t in steps.tolist()], dtype=torch.float64)
-    torch.testing.assert_close(_power(beta, steps).double(), expected, rtol=1e-5, atol=1e-12)
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.05])
@@ -232,7 +324,7 @@ def test_first_update_after_a_reset_is_a_fresh_adam_step():
     the other entries continue with their own moments and step counts."""
     lr, (beta1, beta2), eps = 1e-2, (0.9, 0.999), 1e-8
     model, optimizer = trained("ElementwiseAdam")
-    reset_neurons(model, optimizer, MASKS)
+    reset_neurons(model, optimizer, MASKS, step_mode="elementwise")
     regions = reset_regions(model, MASKS)
     state = state_by_name(model, optimizer)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
@@ -313,40 +405,44 @@ def test_elementwise_adam_skips_parameters_without_gradient_and_returns_closure_
 
 def test_kept_corrections_equal_corrections_from_the_counts_across_resets():
     """The bias corrections kept in the state, advanced by lerp and restarted with the counts
-    at a reset, give the updates that corrections recomputed from the counts give, over long
-    enough for beta2's to approach 1 (their float32 rounding errors must not pile up)."""
-    torch.manual_seed(0)
-    param = torch.randn(4, 5)
-    kept, recomputed = param.clone(), param.clone()
-    states = [
-        {"exp_avg": torch.zeros(4, 5), "exp_avg_sq": torch.zeros(4, 5), "step": torch.zeros(1, 1)}
-        for _ in range(2)
-    ]
-    states[0] |= {"bias_correction1": torch.zeros(1, 1), "bias_correction2": torch.zeros(1, 1)}
+    at a reset, give the updates of Adam with corrections computed from the counts (here in
+    float64), over long enough for beta2's to approach 1 (their float32 rounding errors must
+    not pile up)."""
+    lr, beta1, beta2, eps = 1e-2, 0.9, 0.999, 1e-8
+    generator = torch.Generator().manual_seed(0)
+    param = torch.randn(4, 5, generator=generator)
+    state = {
+        "exp_avg": torch.zeros(4, 5),
+        "exp_avg_sq": torch.zeros(4, 5),
+        "step": torch.zeros(1, 1),
+        "bias_correction1": torch.zeros(1, 1),
+        "bias_correction2": torch.zeros(1, 1),
+    }
+    expected, m, v = param.double(), torch.zeros(4, 5).double(), torch.zeros(4, 5).double()
+    t = torch.zeros(4, 5).double()
     rows = torch.zeros(4, 5, dtype=torch.bool)
     rows[1::2] = True
-    for t in range(3000):
-        if t in (50, 120):  # a reset of rows 1 and 3, as redo.core.recycle does it
-            for state in states:
-                restart_clock_(state, rows)
-                state["exp_avg"][rows] = 0
-                state["exp_avg_sq"][rows] = 0
-        grad = torch.randn(4, 5)
-        for p, state in ((kept, states[0]), (recomputed, states[1])):
-            corrections = (
-                (state["bias_correction1"], state["bias_correction2"])
-                if "bias_correction1" in state
-                else None
-            )
-            adam_update_(
-                p, grad, state["exp_avg"], state["exp_avg_sq"], state["step"],
-                lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, corrections=corrections,
-            )  # fmt: skip
-        torch.testing.assert_close(kept, recomputed, rtol=1e-5, atol=1e-6)
-    assert states[0]["step"].shape == (4, 5) and (states[0]["step"][rows] == 2880).all()
-    exact = corrections_from_step(states[0]["step"].double(), 0.9, 0.999)
-    for key, expected in exact.items():
-        torch.testing.assert_close(states[0][key].double(), expected, rtol=0, atol=1e-6)
+    for step in range(3000):
+        if step in (50, 120):  # a reset of rows 1 and 3, as redo.core.recycle does it
+            restart_clock_(state, rows)
+            state["exp_avg"][rows] = 0
+            state["exp_avg_sq"][rows] = 0
+            m[rows], v[rows], t[rows] = 0, 0, 0
+        grad = torch.randn(4, 5, generator=generator)
+        adam_update_(
+            param, grad, state["exp_avg"], state["exp_avg_sq"], state["step"],
+            (state["bias_correction1"], state["bias_correction2"]),
+            lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+        )  # fmt: skip
+        g = grad.double()
+        t, m, v = t + 1, beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * g * g
+        expected = expected - lr * m / (1 - beta1**t) / ((v / (1 - beta2**t)).sqrt() + eps)
+        torch.testing.assert_close(param.double(), expected, rtol=1e-5, atol=1e-5)
+    assert state["step"].shape == (4, 5)
+    assert (state["step"][rows] == 2880).all() and (state["step"][~rows] == 3000).all()
+    for key, beta in (("bias_correction1", beta1), ("bias_correction2", beta2)):
+        exact = 1 - beta ** state["step"].double()
+        torch.testing.assert_close(state[key].double(), exact, rtol=0, atol=1e-6)
 
 
 def test_elementwise_adam_keeps_corrections_in_its_state_dict():
@@ -355,19 +451,3 @@ def test_elementwise_adam_keeps_corrections_in_its_state_dict():
     full = functools.partial(torch.full_like, state["step"])
     torch.testing.assert_close(state["bias_correction1"], full(1 - 0.9**5))
     torch.testing.assert_close(state["bias_correction2"], full(1 - 0.999**5))
-
-
-def test_a_state_saved_with_powers_gets_corrections_from_its_counts():
-    """States saved before the corrections were kept held ``beta ** step`` instead."""
-    model, optimizer = trained("ElementwiseAdam")  # 5 steps
-    saved = optimizer.state_dict()
-    for state in saved["state"].values():
-        state["beta1_power"] = 1 - state.pop("bias_correction1")
-        state["beta2_power"] = 1 - state.pop("bias_correction2")
-    restored = ElementwiseAdam(model.parameters(), lr=1e-2)
-    restored.load_state_dict(saved)
-    train(model, restored, steps=1)
-    state = restored.state_dict()["state"][0]
-    assert "beta1_power" not in state
-    full = functools.partial(torch.full_like, state["step"])
-    torch.testing.assert_close(state["bias_correction2"], full(1 - 0.999**6))

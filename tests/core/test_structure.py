@@ -1,10 +1,10 @@
 import pytest
-from conftest import conv_conv, conv_flatten_linear, mlp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from redo.core.structure import hidden_layers, output_layer
+from redo.core.structure import hidden_layers, weight_layers
+from tests.nets import conv_conv, conv_flatten_linear, mlp
 
 
 def test_mlp_hidden_layers_are_every_linear_but_the_last():
@@ -17,7 +17,7 @@ def test_mlp_hidden_layers_are_every_linear_but_the_last():
     assert [layer.next_layer for layer in layers] == [model[2], model[4]]
     assert [layer.columns_per_neuron for layer in layers] == [1, 1]
     assert not any(layer.is_conv for layer in layers)
-    assert output_layer(model) is model[4]
+    assert weight_layers(model)[-1] is model[4]
 
 
 def test_conv_flatten_linear_neuron_owns_height_times_width_columns():
@@ -28,7 +28,7 @@ def test_conv_flatten_linear_neuron_owns_height_times_width_columns():
     assert [layer.width for layer in layers] == [4, 5, 6]
     assert [layer.columns_per_neuron for layer in layers] == [1, 9, 1]
     assert layers[1].next_layer is model[5]
-    assert output_layer(model) is model[7]
+    assert weight_layers(model)[-1] is model[7]
 
 
 def test_conv_conv_neuron_is_one_input_channel():
@@ -65,9 +65,67 @@ def test_parameter_free_pass_through_modules_are_allowed():
 @settings(max_examples=25, deadline=None)
 @given(widths=st.lists(st.integers(1, 6), min_size=3, max_size=6))
 def test_mlp_widths_property(widths):
-    layers = hidden_layers(mlp(*widths))
+    model = mlp(*widths)
+    layers = hidden_layers(model)
     assert [layer.width for layer in layers] == widths[1:-1]
     assert [layer.name for layer in layers] == [str(2 * i) for i in range(len(widths) - 2)]
+    assert [m.out_features for m in weight_layers(model)] == widths[1:]
+
+
+# --- weight_layers: every Linear/Conv2d, hidden layers then the output layer -------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "positions"),
+    [
+        (lambda: mlp(5, 8, 7, 3), [0, 2, 4]),
+        (conv_conv, [0, 2, 4]),
+        (conv_flatten_linear, [0, 2, 5, 7]),
+    ],
+    ids=["mlp", "conv_conv", "conv_flatten_linear"],
+)
+def test_weight_layers_lists_every_weight_layer_in_forward_order(build, positions):
+    model = build()
+    layers = weight_layers(model)
+    assert len(layers) == len(positions)
+    assert all(a is model[i] for a, i in zip(layers, positions, strict=True))
+    # the hidden layers first, in hidden_layers' order, then the layer the last one feeds
+    hidden = hidden_layers(model)
+    assert all(a is h.layer for a, h in zip(layers, hidden, strict=False))
+    assert layers[-1] is hidden[-1].next_layer
+    assert all(h.layer is not layers[-1] for h in hidden)  # the output layer is not hidden
+    # each layer feeds the next one
+    assert [h.next_layer for h in hidden] == layers[1:]
+    # and they are all of the model's parameters
+    params = [p for layer in layers for p in layer.parameters()]
+    assert len(params) == len(list(model.parameters()))
+    assert {id(p) for p in params} == {id(p) for p in model.parameters()}
+
+
+def test_weight_layers_of_a_nested_sequential_with_pass_through_modules():
+    model = nn.Sequential(
+        nn.Identity(),
+        nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten()),
+        nn.Sequential(nn.Linear(8, 4), nn.Dropout(0.1), nn.Tanh()),
+        nn.Linear(4, 2),
+    )
+    assert weight_layers(model) == [model[1][0], model[2][0], model[3]]
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        nn.Linear(3, 2),
+        nn.Sequential(nn.Linear(3, 2)),
+        nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)),
+    ],
+    ids=["not-sequential", "single-linear", "no-activation"],
+)
+def test_weight_layers_rejects_what_hidden_layers_rejects(model):
+    with pytest.raises(ValueError):
+        hidden_layers(model)
+    with pytest.raises(ValueError):
+        weight_layers(model)
 
 
 @pytest.mark.parametrize(

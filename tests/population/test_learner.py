@@ -86,7 +86,10 @@ def test_update_equals_separate_single_agent_updates(kind, loss, lrs):
             for name, p in net.named_parameters():
                 torch.testing.assert_close(params_of(learner, k)[name], p.detach(), msg=name)
                 state = optimizer.state[p]
-                moments = {"exp_avg": learner.state["exp_avg"], "exp_avg_sq": learner.state["exp_avg_sq"]}
+                moments = {
+                    "exp_avg": learner.state["exp_avg"],
+                    "exp_avg_sq": learner.state["exp_avg_sq"],
+                }
                 for key, flat in moments.items():
                     torch.testing.assert_close(flat.views[name][k], state[key], msg=key)
         if step % 2 == 1:

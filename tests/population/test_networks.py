@@ -47,7 +47,7 @@ NETWORKS = {
 
 
 def stacked(kind, agents=3, seed=0):
-    build, shape, _ = NETWORKS[kind]
+    build = NETWORKS[kind][0]
     torch.manual_seed(seed)
     nets = [build() for _ in range(agents)]
     params = {

@@ -27,7 +27,9 @@ def filled(agents=3, capacity=20, steps=27, truncate_every=None, seed=0):
             truncated[:] = ~terminated
         population.add(obs, actions, rewards, next_obs, terminated, truncated)
         for k, single in enumerate(singles):
-            single.add(obs[k], int(actions[k]), float(rewards[k]), next_obs[k], terminated[k], truncated[k])
+            single.add(
+                obs[k], int(actions[k]), float(rewards[k]), next_obs[k], terminated[k], truncated[k]
+            )
         obs = next_obs
     return population, singles
 
@@ -58,7 +60,9 @@ def test_an_agents_draws_do_not_depend_on_the_other_agents():
 
 def test_observations_of_a_subset_of_agents():
     population, singles = filled()
-    x = population.sample_observations(5, [2, 0], [np.random.default_rng(3), np.random.default_rng(4)])
+    x = population.sample_observations(
+        5, [2, 0], [np.random.default_rng(3), np.random.default_rng(4)]
+    )
     assert np.array_equal(x[0].numpy(), singles[2].sample_observations(5, np.random.default_rng(3)))
     assert np.array_equal(x[1].numpy(), singles[0].sample_observations(5, np.random.default_rng(4)))
     with pytest.raises(ValueError, match="one generator per agent"):
