@@ -181,7 +181,7 @@ def run(
 ) -> list[PopulationJob]:
     """Train what is left of ``plan`` in ``work``, copying each population's finished runs
     into their blocks' ``data`` folders as it ends; returns the jobs run."""
-    pass
+    work = Path(work).absolute()  # the jobs' folders are absolute: compared below
     work.mkdir(parents=True, exist_ok=True)
     collect(plan, work)
     jobs = block_jobs(plan, work, workers)

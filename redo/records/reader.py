@@ -59,7 +59,7 @@ from redo.records.record import (
     EPISODES_FILE,
     METRIC_BASE_COLUMNS,
     METRICS_FILE,
-    RUN_FILES,
+    RECORD_FILE,
     PathLike,
     RunRecordError,
     check_count,
@@ -175,13 +175,15 @@ def table_path(folder: Path, name: str) -> Path:
 
 
 def find_run_folders(root: PathLike) -> list[Path]:
-    """Every folder under ``root`` (itself included) holding any run file, sorted by path.
+    """Every folder under ``root`` (itself included) holding a record or a table, sorted.
 
     A folder with a ``metrics.csv`` but no ``run.json`` is a damaged run, so it is listed too:
-    loading it then fails loudly instead of the run vanishing from a figure unnoticed.
+    loading it then fails loudly instead of the run vanishing from a figure unnoticed. A
+    checkpoint alone does not make a run: a population keeps its checkpoint in its own folder.
     """
     root = Path(root)
-    names = (*RUN_FILES, *(f"{n}.gz" for n in (METRICS_FILE, EPISODES_FILE)))
+    tables = (METRICS_FILE, EPISODES_FILE)
+    names = (RECORD_FILE, *tables, *(f"{name}.gz" for name in tables))
     return sorted({path.parent for name in names for path in root.rglob(name)})
 
 

@@ -1,16 +1,20 @@
-"""Sweeps (redo.population.sweep, ``python -m redo sweep``): the grid, the plan, resuming, and real
-tiny sweeps, in this process and on a local Ray instance."""
+"""Sweeps (redo.population.sweep, ``python -m redo sweep``): the grid, the plan, resuming and
+restarting, and real tiny sweeps, in this process, on a pool of worker processes and on a
+local Ray instance."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 import redo.population.lockstep
-from redo.cli import main
+import redo.population.sweep as sweep
 from redo.agent.config import ConfigError, DQNConfig
-from redo.records.run import RECORD_FILE, RunWriter, load_run, load_runs
+from redo.agent.metrics import TIMING_COLUMNS
+from redo.cli import main
+from redo.core.recycle import INIT_CHOICES
+from redo.population.lockstep import POPULATION_CHECKPOINT, Lockstep
 from redo.population.sweep import (
     MANIFEST_FILE,
     POPULATIONS_DIR,
@@ -18,10 +22,14 @@ from redo.population.sweep import (
     SweepError,
     plan,
     run_folder,
+    run_jobs,
     run_status,
     run_sweep,
     write_manifest,
 )
+from redo.records.reader import load_run, load_runs
+from redo.records.record import RECORD_FILE, RUN_FILES
+from redo.records.writer import RunWriter
 
 #: Settings of CartPole runs of a second or so.
 TINY = {
@@ -54,15 +62,26 @@ def sweep_argv(out, *extra):
             "--out", str(out), *TINY_ARGS, "--no-progress", *extra]  # fmt: skip
 
 
-def fake_run(folder, config, status="finished", checkpoint=True):
-    """A realistic run record for ``config``: one metrics row (and a checkpoint), then
-    ``status``."""
-    with RunWriter(folder, config.to_dict()) as writer:
+def fake_run(folder, config, status="finished", population=None):
+    """A realistic run record for ``config``: one metrics row, then ``status``."""
+    with RunWriter(folder, config.to_dict(), population=population) as writer:
         writer.log_metrics({"env_step": 10, "grad_step": 10, "loss": 0.5})
-        if checkpoint:
-            writer.save_checkpoint({"env_step": 10})
+        writer.mark(10)
         if status == "interrupted":
             writer.close("interrupted")
+
+
+def fake_population(job, status="interrupted", checkpoint=True, members=None):
+    """The state a population leaves: its manifest, its members' runs (the first ``members``,
+    default all) ended with ``status``, and its checkpoint if ``checkpoint``."""
+    write_manifest(job)
+    size = len(job.configs)
+    for i, (folder, config) in enumerate(
+        zip(job.run_folders[:members], job.configs[:members], strict=True)
+    ):
+        fake_run(folder, config, status, {"id": job.name, "size": size, "index": i})
+    if checkpoint:
+        torch.save({"env_step": 10}, job.folder / POPULATION_CHECKPOINT)
 
 
 def snapshot(root):
@@ -71,27 +90,46 @@ def snapshot(root):
 
 
 class FakeTrainer:
-    """Stands in for redo.population.train_population: writes each member's run (with a
-    checkpoint, continued on resume) and records the call; interrupts the populations named
-    in ``interrupt`` once."""
+    """Stands in for redo.population.lockstep.train_population: writes each member's run
+    (named as a population's), "checkpoints" by writing the population's checkpoint.pt and
+    marking the runs, continues them on resume, and records the call. Interrupts the
+    populations named in ``interrupt`` once, after their checkpoint; those in ``early`` once,
+    before it; fails those in ``fail``."""
 
-    def __init__(self, interrupt=()):
+    def __init__(self, interrupt=(), early=(), fail=()):
         self.calls = []
-        self.interrupt = set(interrupt)
+        self.interrupt, self.early, self.fail = set(interrupt), set(early), set(fail)
 
     def __call__(self, configs, out_dir, device=None, progress=False, run_folders=None, **kw):
         out_dir, resume = Path(out_dir), kw.pop("resume")
         assert not kw
         assert (out_dir / MANIFEST_FILE).is_file(), "the manifest is written before training"
+        assert resume == (out_dir / POPULATION_CHECKPOINT).is_file()
         self.calls.append({"name": out_dir.name, "folders": list(run_folders), "resume": resume})
+        if out_dir.name in self.fail:
+            raise RuntimeError(f"population {out_dir.name} broke")
         writers = [
-            RunWriter(f, c.to_dict(), resume=resume)
-            for f, c in zip(run_folders, configs, strict=True)
+            RunWriter(
+                f,
+                c.to_dict(),
+                resume_at=10 if resume else None,
+                population={"id": out_dir.name, "size": len(configs), "index": i},
+            )
+            for i, (f, c) in enumerate(zip(run_folders, configs, strict=True))
         ]
         step = 20 if resume else 10
         for writer in writers:
             writer.log_metrics({"env_step": step, "grad_step": step, "loss": 0.5})
-            writer.save_checkpoint({"env_step": step})
+        if out_dir.name in self.early:
+            self.early.remove(out_dir.name)
+            for writer in writers:
+                writer.close("interrupted")
+            raise KeyboardInterrupt
+        for writer in writers:
+            writer.sync()
+        torch.save({"env_step": step}, out_dir / POPULATION_CHECKPOINT)
+        for writer in writers:
+            writer.mark(step)
         if out_dir.name in self.interrupt:
             self.interrupt.remove(out_dir.name)
             for writer in writers:
@@ -99,6 +137,7 @@ class FakeTrainer:
             raise KeyboardInterrupt
         for writer in writers:
             writer.finish()
+        (out_dir / "population.json").write_text("{}\n")
 
 
 # --- the grid ---------------------------------------------------------------------------
@@ -190,7 +229,7 @@ def test_run_folder_names_tau_only_when_not_the_papers():
 # --- the plan -----------------------------------------------------------------------------
 
 
-def test_plan_groups_by_shared_settings_in_chunks(tmp_path):
+def test_plan_groups_by_shared_settings_in_even_chunks(tmp_path):
     g = Grid(
         envs=("CartPole-v1", "Acrobot-v1"),
         replay_ratios=(0.25, 1.0),
@@ -200,24 +239,64 @@ def test_plan_groups_by_shared_settings_in_chunks(tmp_path):
     )
     jobs = plan(g, tmp_path, max_population=5)
     configs = g.configs()
-    per_env = len(configs) // 2  # 2 methods x 2 ratios x 2 taus x 3 seeds = 24
-    assert [len(j.configs) for j in jobs] == [5] * 4 + [4] + [5] * 4 + [4]
-    assert all(not j.resume for j in jobs)
+    per_group = len(configs) // 4  # per env and ratio: 2 methods x 2 taus x 3 seeds = 12
+    assert [len(j.configs) for j in jobs] == [4] * 12  # 12 runs in 3 even chunks of at most 5
+    assert all(not j.resume and not j.restart for j in jobs)
     assert all(len({c.env_id for c in j.configs}) == 1 for j in jobs)  # one env per population
-    # every run once, in the grid's order, each in its own folder
-    assert [c for j in jobs for c in j.configs] == configs
-    assert [f for j in jobs for f in j.run_folders] == [run_folder(tmp_path, c) for c in configs]
+    assert all(len({c.replay_ratio for c in j.configs}) == 1 for j in jobs)  # and one ratio
+    # every run once, each in its own folder; within a population in the grid's order
+    as_text = lambda c: json.dumps(c.to_dict(), sort_keys=True)  # noqa: E731
+    assert sorted(map(as_text, [c for j in jobs for c in j.configs])) == sorted(
+        map(as_text, configs)
+    )
+    for job in jobs:
+        order = [configs.index(c) for c in job.configs]
+        assert order == sorted(order)
+        assert list(job.run_folders) == [run_folder(tmp_path, c) for c in job.configs]
     assert all(j.folder.parent == tmp_path / POPULATIONS_DIR for j in jobs)
     assert len({j.name for j in jobs}) == len(jobs) and all(j.name.startswith("pop-") for j in jobs)
-    assert len(plan(g, tmp_path, max_population=per_env)) == 2
-    assert len(plan(g, tmp_path, max_population=1000)) == 2  # envs never share a population
+    assert len(plan(g, tmp_path, max_population=per_group)) == 4
+    # envs and replay ratios never share a population
+    assert len(plan(g, tmp_path, max_population=1000)) == 4
     assert list(tmp_path.iterdir()) == []  # planning writes nothing
-    # settings shared by a population that it cannot run are refused here already
-    with pytest.raises(ConfigError) as info:
-        plan(grid(settings=TINY | {"redo_bias": "redraw"}), tmp_path)
-    assert info.value.field == "redo_bias"
+    # every recycling setting may be shared by a population
+    for init in INIT_CHOICES:
+        settings = TINY | {"redo_init": init, "redo_bias": "redraw"}
+        (job,) = plan(grid(settings=settings), tmp_path)
+        assert len(job.configs) == 4 and job.configs[0].redo_init == init
     with pytest.raises(ValueError, match="max_population must be >= 1"):
         plan(g, tmp_path, max_population=0)
+
+
+def test_min_populations_splits_groups_evenly(tmp_path):
+    g = grid(seeds=(0, 1, 2))  # 6 runs in one group
+    sizes = {n: [len(j.configs) for j in plan(g, tmp_path, min_populations=n)] for n in range(1, 9)}
+    assert sizes[1] == [6]
+    assert sizes[2] == [3, 3]  # e.g. two workers: a population each
+    assert sizes[3] == [2, 2, 2]
+    assert sizes[4] == [2, 2, 1, 1]
+    assert sizes[6] == sizes[7] == sizes[8] == [1] * 6  # never more populations than runs
+    jobs = plan(g, tmp_path, min_populations=2)
+    assert [c for j in jobs for c in j.configs] == g.configs()  # consecutive chunks
+    # max_population splits first, min_populations only further
+    assert [len(j.configs) for j in plan(g, tmp_path, max_population=2, min_populations=2)] == [
+        2
+    ] * 3
+    assert [len(j.configs) for j in plan(g, tmp_path, max_population=4, min_populations=1)] == [
+        3
+    ] * 2
+    # with several groups, the largest populations are split first
+    two = grid(seeds=(0, 1, 2), replay_ratios=(0.25, 1.0))  # 2 groups of 6
+    assert [len(j.configs) for j in plan(two, tmp_path, min_populations=2)] == [6, 6]
+    assert [len(j.configs) for j in plan(two, tmp_path, min_populations=4)] == [3] * 4
+    assert sorted(len(j.configs) for j in plan(two, tmp_path, min_populations=3)) == [3, 3, 6]
+    assert len(plan(two, tmp_path, min_populations=100)) == 12
+    # a population that was started keeps its members whatever min_populations is
+    first = plan(g, tmp_path, min_populations=2)
+    fake_population(first[0])
+    jobs = plan(g, tmp_path, min_populations=6)
+    assert jobs[0].resume and jobs[0].run_folders == first[0].run_folders
+    assert [len(j.configs) for j in jobs[1:]] == [1] * 3
 
 
 def test_plan_names_populations_by_their_members(tmp_path):
@@ -225,6 +304,7 @@ def test_plan_names_populations_by_their_members(tmp_path):
     names = [j.name for j in plan(g, tmp_path / "a", max_population=2)]
     assert names == [j.name for j in plan(g, tmp_path / "a", max_population=2)]
     assert names == [j.name for j in plan(g, tmp_path / "b", max_population=2)]  # relative
+    assert names == [j.name for j in plan(g, tmp_path / "a", min_populations=3)]  # same chunks
     assert names != [j.name for j in plan(g, tmp_path / "a", max_population=3)]
 
 
@@ -245,25 +325,24 @@ def test_plan_skips_finished_runs(tmp_path):
 
 def test_plan_resumes_an_interrupted_population_whole(tmp_path):
     g = grid(seeds=(0, 1, 2))
-    first = plan(g, tmp_path, max_population=4)  # 4 + 2 runs
+    first = plan(g, tmp_path, max_population=4)  # 3 + 3 runs
     interrupted = first[1]
-    write_manifest(interrupted)
+    fake_population(interrupted)
     manifest = json.loads((interrupted.folder / MANIFEST_FILE).read_text())
     assert manifest == {"runs": [str(f.relative_to(tmp_path)) for f in interrupted.run_folders]}
-    for folder, config in zip(interrupted.run_folders, interrupted.configs, strict=True):
-        fake_run(folder, config, status="interrupted")
     assert run_status(interrupted.run_folders[0]) == "unfinished"
 
     jobs = plan(g, tmp_path, max_population=1)  # another size: the manifest still decides
-    assert jobs[0].resume and jobs[0].folder == interrupted.folder
+    assert jobs[0].resume and not jobs[0].restart and jobs[0].folder == interrupted.folder
     assert jobs[0].run_folders == interrupted.run_folders
     assert jobs[0].configs == interrupted.configs
-    assert [len(j.run_folders) for j in jobs[1:]] == [1] * 4 and not any(j.resume for j in jobs[1:])
+    assert [len(j.run_folders) for j in jobs[1:]] == [1] * 3 and not any(j.resume for j in jobs[1:])
 
     # a manifest whose runs all finished, or that were never started, is no longer a population
     for folder, config in zip(first[0].run_folders, first[0].configs, strict=True):
         fake_run(folder, config)
     write_manifest(first[0])
+    write_manifest(plan(g, tmp_path / "elsewhere", max_population=1)[-1])
     assert [j.name for j in plan(g, tmp_path, max_population=4)] == [interrupted.name]
 
 
@@ -279,6 +358,7 @@ def test_plan_refuses_unfinished_runs_it_cannot_place(tmp_path):
     for folder, config in zip(job.run_folders, job.configs, strict=True):
         if folder != job.run_folders[1]:
             fake_run(folder, config, status="interrupted")
+    torch.save({"env_step": 10}, job.folder / POPULATION_CHECKPOINT)
     assert plan(g, tmp_path)[0].resume
     (other := tmp_path / POPULATIONS_DIR / "pop-other").mkdir()
     (other / MANIFEST_FILE).write_text(json.dumps({"runs": [job.members()[1]]}))
@@ -292,30 +372,48 @@ def test_plan_refuses_unfinished_runs_it_cannot_place(tmp_path):
         plan(g, tmp_path)
 
 
-def test_plan_refuses_a_population_that_cannot_resume(tmp_path):
+def test_plan_restarts_a_population_interrupted_before_its_first_checkpoint(tmp_path):
     g = grid()
     (job,) = plan(g, tmp_path)
-    write_manifest(job)
-    for folder, config in zip(job.run_folders[:3], job.configs, strict=False):
-        fake_run(folder, config, status="interrupted", checkpoint=False)
+    fake_population(job, checkpoint=False, members=3)  # the fourth run never started
     before = snapshot(tmp_path)
-    with pytest.raises(ValueError, match="interrupted before its first checkpoint") as info:
-        plan(g, tmp_path)  # the fourth run never started: it has no checkpoint either
-    message = str(info.value)
-    assert f"population {job.folder} cannot resume" in message
-    assert f"delete its run folders {[str(f) for f in job.run_folders[:3]]}" in message
-    with pytest.raises(ValueError, match="cannot resume"):
-        run_sweep(g, tmp_path)
-    assert snapshot(tmp_path) == before
-    for folder in job.run_folders[:3]:  # as the message says: delete them, and it trains anew
-        shutil.rmtree(folder)
-    (again,) = plan(g, tmp_path)
-    assert again.name == job.name and not again.resume
+    (again,) = plan(g, tmp_path, max_population=1, min_populations=4)  # the manifest decides
+    assert again.restart and not again.resume
+    assert (again.name, again.folder, again.run_folders) == (job.name, job.folder, job.run_folders)
+    assert again.configs == job.configs
+    assert snapshot(tmp_path) == before  # planning clears nothing
 
+    # a population whose checkpoint is there resumes, whatever its members' folders hold
+    torch.save({"env_step": 10}, job.folder / POPULATION_CHECKPOINT)
+    (resumed,) = plan(g, tmp_path)
+    assert resumed.resume and not resumed.restart
+    (job.folder / POPULATION_CHECKPOINT).unlink()
+
+    # some members finished, the others not: no population ends so, so it is an error
     for folder, config in zip(job.run_folders, job.configs, strict=True):
+        for name in RUN_FILES:
+            (folder / name).unlink(missing_ok=True)
         fake_run(folder, config, status="finished" if config.seed == 0 else "interrupted")
     with pytest.raises(ValueError, match=r"s0'\] finished without the others"):
         plan(g, tmp_path)
+
+
+def test_a_restarted_population_is_trained_anew_in_the_same_folders(tmp_path, monkeypatch):
+    g = grid()
+    (job,) = plan(g, tmp_path)
+    fake_population(job, checkpoint=False, members=3)
+    fake = FakeTrainer()
+    monkeypatch.setattr(redo.population.lockstep, "train_population", fake)
+    assert run_sweep(g, tmp_path, workers=1) == [
+        sweep.PopulationJob(job.configs, job.run_folders, job.folder, resume=False, restart=True)
+    ]
+    assert fake.calls == [{"name": job.name, "folders": list(job.run_folders), "resume": False}]
+    for i, folder in enumerate(job.run_folders):
+        run = load_run(folder)  # the old rows and segment are gone: one new segment
+        assert run.record["status"] == "finished" and len(run.record["segments"]) == 1
+        assert list(run.metrics["env_step"]) == [10]
+        assert run.population == {"id": job.name, "size": 4, "index": i}
+    assert plan(g, tmp_path) == []
 
 
 def test_plan_never_overwrites_a_run_of_other_settings(tmp_path):
@@ -328,7 +426,7 @@ def test_plan_never_overwrites_a_run_of_other_settings(tmp_path):
         plan(g, tmp_path)
     assert str(folder) in str(info.value) and "batch_size, lr" in str(info.value)
     with pytest.raises(ValueError, match="holds a run with other settings"):
-        run_sweep(g, tmp_path)
+        run_sweep(g, tmp_path, workers=1)
     assert snapshot(tmp_path) == before
 
 
@@ -344,13 +442,14 @@ def test_interrupted_sweep_resumes_and_then_has_nothing_to_do(tmp_path, monkeypa
     names = [j.name for j in plan(grid(), tmp_path, max_population=2)]
     fake = FakeTrainer(interrupt=[names[1]])
     monkeypatch.setattr(redo.population.lockstep, "train_population", fake)
+    argv = lambda *extra: sweep_argv(tmp_path, "--workers", "1", *extra)  # noqa: E731
 
-    assert main(sweep_argv(tmp_path, "--max-population", "2")) == 130
+    assert main(argv("--max-population", "2")) == 130
     out, err = capsys.readouterr()
     assert f"population {names[0]} done (new, 2 runs)" in out and "interrupted" in err
     assert [(c["name"], c["resume"]) for c in fake.calls] == [(names[0], False), (names[1], False)]
 
-    assert main(sweep_argv(tmp_path, "--max-population", "2", "--dry-run")) == 0
+    assert main(argv("--max-population", "2", "--dry-run")) == 0
     out = capsys.readouterr().out
     assert "0 new runs and 2 to resume in 1 population; 2 finished runs skipped" in out
     assert f"population {names[1]} (resume, 2 runs):\n  CartPole-v1/redo-rr1-s0\n" in out
@@ -360,24 +459,76 @@ def test_interrupted_sweep_resumes_and_then_has_nothing_to_do(tmp_path, monkeypa
     assert len(fake.calls) == 2  # a dry run trains nothing
 
     # the manifest, not --max-population, says which runs resume together
-    assert main(sweep_argv(tmp_path, "--max-population", "1")) == 0
+    assert main(argv("--max-population", "1")) == 0
     out = capsys.readouterr().out
     assert fake.calls[2] == {"name": names[1], "folders": fake.calls[1]["folders"], "resume": True}
+    assert f"population {names[1]} done (resumed, 2 runs)" in out
     assert "0 runs trained, 2 resumed, 2 skipped as finished" in out
 
-    assert main(sweep_argv(tmp_path)) == 0
+    assert main(argv()) == 0
     assert "0 runs trained, 0 resumed, 4 skipped as finished" in capsys.readouterr().out
     assert len(fake.calls) == 3
-    runs = load_runs(tmp_path)
-    assert len(runs) == 4 and all(r.record["status"] == "finished" for r in runs)
+    runs = [load_run(run_folder(tmp_path, c)) for c in grid().configs()]
+    assert all(r.record["status"] == "finished" for r in runs)
     resumed = load_run(tmp_path / "CartPole-v1" / "redo-rr1-s1")
     assert list(resumed.metrics["env_step"]) == [10, 20] and len(resumed.record["segments"]) == 2
+    assert resumed.population == {"id": names[1], "size": 2, "index": 1}
+
+
+def test_a_sweep_interrupted_before_a_checkpoint_restarts(tmp_path, monkeypatch, capsys):
+    names = [j.name for j in plan(grid(), tmp_path, max_population=2)]
+    fake = FakeTrainer(early=[names[1]])
+    monkeypatch.setattr(redo.population.lockstep, "train_population", fake)
+    argv = lambda *extra: sweep_argv(tmp_path, "--workers", "1", "--max-population", "2", *extra)  # noqa: E731
+    assert main(argv()) == 130
+    capsys.readouterr()
+    assert run_status(tmp_path / "CartPole-v1" / "redo-rr1-s0") == "unfinished"
+
+    assert main(argv("--dry-run")) == 0
+    out = capsys.readouterr().out
+    assert "2 new runs and 0 to resume in 1 population; 2 finished runs skipped" in out
+    assert f"population {names[1]} (restart, 2 runs):\n  CartPole-v1/redo-rr1-s0\n" in out
+
+    assert main(argv()) == 0
+    out = capsys.readouterr().out
+    assert f"population {names[1]} done (restarted, 2 runs)" in out
+    assert "2 runs trained, 0 resumed, 2 skipped as finished" in out
+    assert [(c["name"], c["resume"]) for c in fake.calls] == [
+        (names[0], False),
+        (names[1], False),
+        (names[1], False),
+    ]
+    restarted = load_run(tmp_path / "CartPole-v1" / "redo-rr1-s0")
+    assert list(restarted.metrics["env_step"]) == [10] and len(restarted.record["segments"]) == 1
+    assert restarted.record["status"] == "finished"
+
+
+def test_a_failed_population_does_not_stop_the_others(tmp_path, monkeypatch, capsys):
+    g = grid(replay_ratios=(0.25, 1.0))  # a population per ratio; the costlier rr1 goes first
+    jobs = plan(g, tmp_path)
+    assert [j.configs[0].replay_ratio for j in jobs] == [0.25, 1.0]
+    assert jobs[1].cost > jobs[0].cost
+    fake = FakeTrainer(fail=[jobs[1].name])
+    monkeypatch.setattr(redo.population.lockstep, "train_population", fake)
+    done = []
+    with pytest.raises(SweepError, match="1 of 2 populations failed") as info:
+        run_sweep(g, tmp_path, workers=1, on_done=done.append)
+    assert jobs[1].name in str(info.value) and "broke" in str(info.value)
+    assert [c["name"] for c in fake.calls] == [jobs[1].name, jobs[0].name]  # longest first
+    assert [j.name for j in done] == [jobs[0].name]
+    assert [j.name for j in plan(g, tmp_path)] == [jobs[1].name]  # it trains on the next run
+
+    fake.fail.clear()
+    assert main(sweep_argv(tmp_path, "--replay-ratios", "0.25", "1", "--workers", "1")) == 0
+    assert "4 runs trained, 0 resumed, 4 skipped as finished" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        run_jobs(jobs, workers=0)
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     out_dir = tmp_path / "sweep"
     argv = ["sweep", "--envs", "CartPole-v1", "Acrobot-v1", "--methods", "redo", "--taus", "0.05",
-            "--out", str(out_dir), "--max-population", "4", "--dry-run"]  # fmt: skip
+            "--out", str(out_dir), "--max-population", "4", "--workers", "2", "--dry-run"]  # fmt: skip
     assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert (
@@ -385,34 +536,71 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
         == f"sweep under {out_dir}: 12 new runs and 0 to resume in 4 populations; 0 finished runs skipped"
     )
     headers = [line for line in lines if line.startswith("population ")]
-    assert [h.split(" ", 2)[2] for h in headers] == ["(new, 4 runs):", "(new, 2 runs):"] * 2
-    assert lines[1:6] == [
+    assert [h.split(" ", 2)[2] for h in headers] == ["(new, 3 runs):"] * 4  # one per env, ratio
+    assert lines[1:9] == [
         headers[0],
         "  CartPole-v1/redo-rr0.25-tau0.05-s0",
         "  CartPole-v1/redo-rr0.25-tau0.05-s1",
         "  CartPole-v1/redo-rr0.25-tau0.05-s2",
+        headers[1],
         "  CartPole-v1/redo-rr1-tau0.05-s0",
+        "  CartPole-v1/redo-rr1-tau0.05-s1",
+        "  CartPole-v1/redo-rr1-tau0.05-s2",
     ]
     assert not out_dir.exists()
+
+
+def dry_run_populations(text):
+    """``{population id: [member, ...]}`` from a dry run's output."""
+    populations, current = {}, None
+    for line in text.splitlines():
+        if line.startswith("population "):
+            current = populations.setdefault(line.split()[1], [])
+        elif line.startswith("  ") and current is not None:
+            current.append(line.strip())
+        else:
+            current = None
+    return populations
+
+
+@pytest.mark.parametrize("workers", [1, 3, 8])
+def test_dry_run_shows_the_populations_the_run_makes(tmp_path, monkeypatch, capsys, workers):
+    argv = sweep_argv(tmp_path, "--seeds", "0", "1", "2", "--workers", str(workers))  # 6 runs
+    assert main([*argv, "--dry-run"]) == 0
+    shown = dry_run_populations(capsys.readouterr().out)
+    assert len(shown) == min(workers, 6)
+
+    ran = []
+    monkeypatch.setattr(sweep, "run_jobs", lambda jobs, *args: ran.extend(jobs))
+    assert main(argv) == 0
+    assert {j.name: j.members() for j in ran} == shown
+    expected = plan(grid(seeds=(0, 1, 2)), tmp_path, min_populations=workers)
+    assert {j.name: j.members() for j in expected} == shown
 
 
 def test_set_reads_values_as_the_configs_types(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr("redo.cli.run_sweep", lambda grid, out, **kw: seen.update(grid=grid, **kw))
     argv = sweep_argv(tmp_path, "--set", "lr=1e-3", "--set", "save_replay_in_checkpoint=off",
-                      "--set", "redo_step_mode=keep", "--device", "cpu", "--max-population", "3",
-                      "--ray-address", "auto", "--cpus-per-population", "2")  # fmt: skip
+                      "--set", "redo_step_mode=keep", "--set", "redo_init=lecun_normal",
+                      "--device", "cpu", "--max-population", "3", "--workers", "3",
+                      "--threads", "2", "--ray-address", "auto",
+                      "--cpus-per-population", "2")  # fmt: skip
     assert main(argv) == 0
     settings = seen["grid"].settings
     assert settings["lr"] == 1e-3 and isinstance(settings["lr"], float)
     assert settings["save_replay_in_checkpoint"] is False
-    assert settings["redo_step_mode"] == "keep"
+    assert settings["redo_step_mode"] == "keep" and settings["redo_init"] == "lecun_normal"
     assert settings["log_interval"] == 10 and isinstance(settings["log_interval"], int)
     assert settings["total_steps"] == 300
     assert seen["grid"].methods == ("dqn", "redo") and seen["grid"].replay_ratios == (1.0,)
     assert seen["grid"].taus == () and seen["grid"].seeds == (0, 1)
     assert (seen["max_population"], seen["device"], seen["ray_address"]) == (3, "cpu", "auto")
+    assert (seen["workers"], seen["threads"]) == (3, 2)
     assert (seen["cpus_per_population"], seen["gpus_per_population"]) == (2.0, 0.0)
+    seen.clear()
+    assert main(sweep_argv(tmp_path)) == 0
+    assert (seen["workers"], seen["threads"], seen["ray_address"]) == (None, 1, None)
 
 
 @pytest.mark.parametrize(
@@ -428,7 +616,7 @@ def test_set_reads_values_as_the_configs_types(tmp_path, monkeypatch):
         (["--set", "total_steps=9"], "argument --set: total_steps has an option of its own: use --steps"),
         (["--set", "lr=-1"], "argument --set: lr must be a finite number > 0"),
         (["--set", "lr=1", "--set", "lr=2"], "argument --set: lr is set twice"),
-        (["--set", "redo_init=lecun_normal"], "argument --set: a population redraws recycled weights"),
+        (["--set", "redo_init=he"], "argument --set: redo_init must be one of"),
         (["--steps", "0"], "argument --steps: total_steps must be an integer >= 1"),
         (["--seeds", "0", "0"], "argument --seeds: the grid's seeds repeat 0"),
         (["--replay-ratios", "-1"], "argument --replay-ratios: replay_ratio must be a finite number > 0"),
@@ -437,6 +625,8 @@ def test_set_reads_values_as_the_configs_types(tmp_path, monkeypatch):
         (["--methods", "ppo"], "argument --methods: invalid choice: 'ppo'"),
         (["--max-population", "0"], "argument --max-population: must be an integer >= 1, got '0'"),
         (["--cpus-per-population", "-1"], "argument --cpus-per-population: must be a number >= 0"),
+        (["--workers", "0"], "argument --workers: must be an integer >= 1, got '0'"),
+        (["--threads", "-2"], "argument --threads: must be an integer >= 1, got '-2'"),
         (["--device", "gpu0"], "argument --device: not a torch device: 'gpu0'"),
     ],
 )  # fmt: skip
@@ -466,8 +656,9 @@ def test_a_taken_run_folder_is_an_error_of_out(tmp_path, capsys):
 
 
 def check_runs(out, g):
-    """Every run of grid ``g`` under ``out`` is finished, with the grid's config and metrics."""
-    runs = {r.folder: r for r in load_runs(out)}
+    """Every run of grid ``g`` under ``out`` is finished, with the grid's config and metrics.
+    (Each run is loaded from its folder: see test_load_runs_reads_a_sweeps_folder.)"""
+    runs = {f: load_run(f) for f in (run_folder(out, c) for c in g.configs())}
     assert len(runs) == len(g.configs())
     for config in g.configs():
         run = runs[run_folder(out, config)]
@@ -478,8 +669,11 @@ def check_runs(out, g):
     return runs
 
 
-def test_real_sweep_trains_every_run_once(tmp_path, capsys):
-    argv = sweep_argv(tmp_path, "--replay-ratios", "0.25", "1", "--max-population", "4")
+def test_real_sweep_on_two_workers_trains_every_run_once(tmp_path, capsys):
+    argv = sweep_argv(tmp_path, "--replay-ratios", "0.25", "1", "--max-population", "4",
+                      "--workers", "2")  # fmt: skip
+    assert main([*argv, "--dry-run"]) == 0
+    shown = dry_run_populations(capsys.readouterr().out)
     assert main(argv) == 0  # 2 methods x 2 ratios x 2 seeds = 8 runs in 2 populations
     out = capsys.readouterr().out
     assert "8 new runs and 0 to resume in 2 populations" in out
@@ -491,11 +685,22 @@ def test_real_sweep_trains_every_run_once(tmp_path, capsys):
     assert rr1["grad_step"].iloc[-1] == 200  # (300 - 100 learning starts) x ratio 1
     for job in plan(grid(replay_ratios=(0.25, 1.0), seeds=(0, 1, 2)), tmp_path, 4):
         assert all(f.name.endswith("-s2") for f in job.run_folders)  # only seed 2 is left
+    # the populations the dry run showed trained, each run in its own, once
     populations = sorted((tmp_path / POPULATIONS_DIR).iterdir())
-    assert len(populations) == 2
+    assert sorted(p.name for p in populations) == sorted(shown) and len(shown) == 2
     assert all(
         (p / MANIFEST_FILE).is_file() and (p / "population.json").is_file() for p in populations
     )
+    for name, members in shown.items():
+        assert json.loads((tmp_path / POPULATIONS_DIR / name / MANIFEST_FILE).read_text()) == {
+            "runs": members
+        }
+        for i, member in enumerate(members):
+            run = runs[tmp_path / member]
+            assert run.population == {"id": name, "size": len(members), "index": i}
+            assert len(run.record["segments"]) == 1
+    timing = [json.loads((p / "population.json").read_text()) for p in populations]
+    assert [t["torch_threads"] for t in timing] == [1, 1]  # --threads' default, per worker
 
     records = {p: p.read_bytes() for p in tmp_path.rglob(RECORD_FILE)}
     assert main(argv) == 0
@@ -503,33 +708,54 @@ def test_real_sweep_trains_every_run_once(tmp_path, capsys):
     assert {p: p.read_bytes() for p in tmp_path.rglob(RECORD_FILE)} == records
 
 
-def test_real_sweep_resumes_an_interrupted_population_exactly(tmp_path, monkeypatch):
-    g = grid(methods=("redo",), settings=TINY | {"redo_period": 20})  # 2 runs, 1 population
-    run_sweep(g, tmp_path / "reference")
+def test_load_runs_reads_a_sweeps_folder(tmp_path):
+    """The results loader reads a sweep's folder like any other (the module's promise)."""
+    (job,) = plan(grid(), tmp_path)
+    fake_population(job, status="finished")  # a finished population keeps its checkpoint
+    runs = load_runs(tmp_path)
+    assert [r.folder for r in runs] == sorted(job.run_folders)
 
-    step_envs = redo.population.Lockstep.step_envs
+
+def metric_rows(run):
+    """The logged rows without the columns that measure time."""
+    return run.metrics.drop(columns=[c for c in TIMING_COLUMNS if c in run.metrics])
+
+
+@pytest.mark.parametrize(
+    ("stop_at", "resumes"),
+    [(150, True), (50, False)],  # after the checkpoints at env step 100; before them
+    ids=["resume", "restart"],
+)
+def test_real_sweep_continues_an_interrupted_population_exactly(
+    tmp_path, monkeypatch, stop_at, resumes
+):
+    g = grid(methods=("redo",), settings=TINY | {"redo_period": 20})  # 2 runs, 1 population
+    run_sweep(g, tmp_path / "reference", workers=1)
+
+    step_envs = Lockstep.step_envs
 
     def interrupted(self, obs, actions, env_step):
-        if env_step == 150:  # after the checkpoints at env step 100
+        if env_step == stop_at:
             raise KeyboardInterrupt
         return step_envs(self, obs, actions, env_step)
 
-    monkeypatch.setattr(redo.population.Lockstep, "step_envs", interrupted)
+    monkeypatch.setattr(Lockstep, "step_envs", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(g, tmp_path / "sweep")
+        run_sweep(g, tmp_path / "sweep", workers=1)
     monkeypatch.undo()
     (job,) = plan(g, tmp_path / "sweep")
-    assert job.resume
-    assert run_sweep(g, tmp_path / "sweep") == [job]
+    assert (job.resume, job.restart) == (resumes, not resumes)
+    assert all(load_run(f).record["status"] == "interrupted" for f in job.run_folders)
+    assert run_sweep(g, tmp_path / "sweep", workers=1) == [job]
 
     runs = check_runs(tmp_path / "sweep", g)
-    for config in g.configs():
+    for i, config in enumerate(g.configs()):
         run = runs[run_folder(tmp_path / "sweep", config)]
         reference = load_run(run_folder(tmp_path / "reference", config))
-        assert len(run.record["segments"]) == 2
+        assert len(run.record["segments"]) == (2 if resumes else 1)
+        assert run.population == {"id": job.name, "size": 2, "index": i}
         assert run.episodes.equals(reference.episodes)
-        same = [c for c in run.metrics.columns if "time" not in c and c != "sps"]
-        assert run.metrics[same].equals(reference.metrics[same])
+        assert metric_rows(run).equals(metric_rows(reference))
         assert run.metrics["redo/calls"].iloc[-1] > 0
 
 
