@@ -84,7 +84,8 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "log_interval": ("--log-interval", "gradient steps between metric rows"),
     "redo_score": (
         "--redo-score",
-        f"what ReDo scores neurons by, one of {', '.join(SCORE_CHOICES)}",
+        f"what ReDo scores neurons by, one of {', '.join(SCORE_CHOICES)}: activation (the "
+        "paper), gradient (GraMa: the TD loss's gradient on each neuron's incoming weights)",
     ),
     "redo_selection": (
         "--redo-selection",

@@ -95,3 +95,56 @@ def train_with_shuffled_labels(
             }
         )
     return pd.DataFrame(rows)
+
+
+#: The conditions of :func:`shuffled_labels_experiment`, as its ``labels`` column names them.
+FIXED_LABELS = "fixed labels"
+RESHUFFLED_LABELS = "labels reshuffled"
+FRESH_NETWORK = "fresh network, shuffled labels"
+
+
+def digits() -> tuple[Tensor, Tensor]:
+    """scikit-learn's 1,797 8x8 digit images, as float inputs in [0, 1], and their labels."""
+    from sklearn.datasets import load_digits  # the book's extra; imported when asked for
+
+    inputs, labels = load_digits(return_X_y=True)
+    return torch.tensor(inputs / 16.0, dtype=torch.float32), torch.tensor(labels)
+
+
+def shuffled_labels_experiment(
+    seeds: Sequence[int],
+    epochs: int,
+    shuffle_every: int,
+    data: tuple[Tensor, Tensor] | None = None,
+    dataset: str = "digits",
+    taus: Sequence[float] = PAPER_TAUS,
+) -> pd.DataFrame:
+    """The phenomenon chapter's experiment, for each seed: the classifier on fixed labels, the
+    same classifier with its labels reshuffled every ``shuffle_every`` epochs, and, as a
+    plasticity reference, a *fresh* network trained ``shuffle_every`` epochs (one phase) on the
+    labels permuted at random once.
+
+    ``data`` is ``(inputs, labels)``, by default :func:`digits`. Returns the rows of
+    :func:`train_with_shuffled_labels` of every run, with the columns ``labels`` (one of
+    :data:`FIXED_LABELS`, :data:`RESHUFFLED_LABELS` and :data:`FRESH_NETWORK`), ``seed`` and
+    ``dataset`` (the name given, for the claim tables' strata).
+    """
+    inputs, labels = digits() if data is None else data
+    runs = []
+    for seed in seeds:
+        for name, every in ((FIXED_LABELS, None), (RESHUFFLED_LABELS, shuffle_every)):
+            config = ShuffledLabelsConfig(shuffle_every=every, epochs=epochs, seed=seed)
+            run = train_with_shuffled_labels(inputs, labels, config, taus)
+            runs.append(run.assign(labels=name, seed=seed))
+        permutation = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+        config = ShuffledLabelsConfig(shuffle_every=None, epochs=shuffle_every, seed=seed)
+        run = train_with_shuffled_labels(inputs, labels[permutation], config, taus)
+        runs.append(run.assign(labels=FRESH_NETWORK, seed=seed))
+    return pd.concat(runs, ignore_index=True).assign(dataset=dataset)
+
+
+def at_last_epoch(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a :func:`shuffled_labels_experiment` table at each run's last epoch (each
+    condition's and seed's)."""
+    last = table.groupby(["labels", "seed"])["epoch"].transform("max")
+    return table[table["epoch"] == last].reset_index(drop=True)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from redo.records.run import load_run
+from redo.records.reader import load_run
 
 from redo.agent.config import DQNConfig
 from redo.cli import OPTIONS, main, run_folder

@@ -20,6 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "population": {"core", "agent", "records"},
     "analysis": {"core", "agent", "records"},
     "supervised": {"core"},
+    "integrations": {"core"},
     "display": set(),
     "bench": {"core", "agent", "population", "records"},
 }

@@ -205,7 +205,8 @@ class DQNConfig:
     loss: LossName
     #: gradient steps between metric rows
     log_interval: int
-    #: what ReDo scores neurons by: their activations (the paper)
+    #: what ReDo scores neurons by: their activations (the paper) or the TD loss's gradient
+    #: on their incoming weights (GraMa), on score_batch_size transitions
     redo_score: ScoreName
     #: which neurons a ReDo step recycles: dormant (the paper), random (as many), all
     redo_selection: Selection

@@ -10,8 +10,9 @@ The loop is Dopamine's DQN (the agent of the ReDo paper's DQN experiments) with 
   ``floor(n * replay_ratio)`` gradient steps have been made
   (:func:`redo.agent.schedule.updates_due`), so ratios such as 0.4 or 3 are exact;
 * every ``redo_period`` gradient steps, **ReDo** recycles the tau-dormant neurons of the online
-  network (:func:`redo.core.recycle.recycle_dormant`) on ``score_batch_size`` states from
-  replay. The target network is never recycled: it picks the change up at its next copy.
+  network (:func:`recycle`: :func:`redo.core.recycle.recycle_dormant` on
+  ``score_batch_size`` states from replay, or the gradient score of their transitions). The
+  target network is never recycled: it picks the change up at its next copy.
 
 What a metrics row holds, and why a row at a reset shows the scores *before* it, is in
 :mod:`redo.agent.metrics`; where every random number comes from is in
@@ -53,10 +54,11 @@ from redo.agent.metrics import LoopState, dormant_columns_from_scores, metrics_r
 from redo.agent.replay import ReplayBuffer
 from redo.agent.schedule import linear_epsilon, updates_due
 from redo.agent.streams import AgentStreams, seeded_q_network
-from redo.agent.td import LOSSES, td_update
+from redo.agent.td import LOSSES, LossFn, td_loss, td_update
 from redo.core.dormant import PAPER_TAUS, dormant_scores
+from redo.core.gradient import gradient_scores
 from redo.core.optim import ElementwiseAdam
-from redo.core.recycle import recycle_dormant
+from redo.core.recycle import RecycleReport, recycle_dormant, reset_neurons, select_neurons
 from redo.records.reader import load_checkpoint, load_run
 from redo.records.writer import RunWriter
 
@@ -193,14 +195,9 @@ def dqn_loop(config: DQNConfig, folder: Path, resume: bool = False, progress: bo
                     scores = None
                     if config.redo and state.grad_step % config.redo_period == 0:
                         tic = time.perf_counter()
-                        x = replay.sample_observations(config.score_batch_size, streams.redo_batch)
-                        report = recycle_dormant(
-                            q_network, optimizer, torch.as_tensor(x, device=device), config.tau,
-                            init=config.redo_init, bias=config.redo_bias,
-                            step_mode=config.redo_step_mode, selection=config.redo_selection,
-                            generator=streams.redo_weights,
-                        )  # fmt: skip
-                        scores = report.scores  # measured before the reset
+                        report, scores = recycle(
+                            config, q_network, target_network, optimizer, replay, streams, loss_fn
+                        )  # scores: the deciding batch's activation scores, before the reset
                         state.time_redo_s += time.perf_counter() - tic
                         state.redo_calls += 1
                         state.recycled += report.total
@@ -241,6 +238,49 @@ def dqn_loop(config: DQNConfig, folder: Path, resume: bool = False, progress: bo
 
 
 # --- the pieces of the loop ---------------------------------------------------------------
+
+
+def recycle(
+    config: DQNConfig,
+    q_network: nn.Module,
+    target_network: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    replay: ReplayBuffer,
+    streams: AgentStreams,
+    loss_fn: LossFn,
+) -> tuple[RecycleReport, dict[str, Tensor]]:
+    """ReDo's reset at this gradient step, with the run's options, on ``score_batch_size``
+    draws of the ReDo stream; returns its report and the activation scores of the batch that
+    decided it, measured before the reset (what the metrics row logs).
+
+    With the paper's activation score this is :func:`redo.core.recycle.recycle_dormant` on
+    states from replay. With the gradient score (GraMa), the same slots give transitions, and
+    neurons are scored by the TD loss's gradient on their incoming weights
+    (:func:`redo.core.gradient.gradient_scores`)."""
+    device = next(q_network.parameters()).device
+    options = {
+        "init": config.redo_init,
+        "bias": config.redo_bias,
+        "step_mode": config.redo_step_mode,
+        "generator": streams.redo_weights,
+    }
+    if config.redo_score == "activation":
+        x = replay.sample_observations(config.score_batch_size, streams.redo_batch)
+        report = recycle_dormant(
+            q_network, optimizer, torch.as_tensor(x, device=device), config.tau,
+            selection=config.redo_selection, **options,
+        )  # fmt: skip
+        return report, report.scores
+    batch = replay.sample(config.score_batch_size, streams.redo_batch)
+    logged = dormant_scores(q_network, torch.as_tensor(batch.observations, device=device))
+    loss, _ = td_loss(q_network, target_network, batch, config.gamma, loss_fn)
+    scores = gradient_scores(q_network, loss)
+    masks = select_neurons(scores, config.tau, config.redo_selection, streams.redo_weights)
+    whole = config.redo_selection == "all"
+    report = reset_neurons(
+        q_network, optimizer, masks, whole_network=whole, scores=scores, **options
+    )
+    return report, logged
 
 
 def logged_taus(config: DQNConfig) -> tuple[float, ...]:
@@ -333,6 +373,7 @@ __all__ = [
     "dqn_loop",
     "greedy_action",
     "logged_taus",
+    "recycle",
     "restore_checkpoint",
     "train",
     "train_or_load",

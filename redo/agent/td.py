@@ -29,6 +29,27 @@ def td_target(rewards: Tensor, terminated: Tensor, next_q: Tensor, gamma: float)
     return rewards + gamma * not_done * next_q.max(dim=-1).values
 
 
+def td_loss(
+    q_network: nn.Module,
+    target_network: nn.Module,
+    batch: ReplaySamples,
+    gamma: float,
+    loss_fn: LossFn,
+) -> tuple[Tensor, Tensor]:
+    """The TD loss of ``batch`` (with its graph, for a backward pass) and the Q-values of
+    the actions taken."""
+    device = next(q_network.parameters()).device
+    obs = torch.as_tensor(batch.observations, device=device)
+    actions = torch.as_tensor(batch.actions, device=device)
+    rewards = torch.as_tensor(batch.rewards, device=device)
+    next_obs = torch.as_tensor(batch.next_observations, device=device)
+    terminated = torch.as_tensor(batch.terminated, device=device)
+    with torch.no_grad():
+        target = td_target(rewards, terminated, target_network(next_obs), gamma)
+    q_taken = q_network(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
+    return loss_fn(q_taken, target), q_taken
+
+
 def td_update(
     q_network: nn.Module,
     target_network: nn.Module,
@@ -39,20 +60,11 @@ def td_update(
 ) -> tuple[float, float]:
     """One gradient step on the one-step TD error; returns the loss and the mean Q of the
     actions taken."""
-    device = next(q_network.parameters()).device
-    obs = torch.as_tensor(batch.observations, device=device)
-    actions = torch.as_tensor(batch.actions, device=device)
-    rewards = torch.as_tensor(batch.rewards, device=device)
-    next_obs = torch.as_tensor(batch.next_observations, device=device)
-    terminated = torch.as_tensor(batch.terminated, device=device)
-    with torch.no_grad():
-        target = td_target(rewards, terminated, target_network(next_obs), gamma)
-    q_taken = q_network(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
-    loss = loss_fn(q_taken, target)
+    loss, q_taken = td_loss(q_network, target_network, batch, gamma, loss_fn)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     return loss.item(), q_taken.detach().mean().item()
 
 
-__all__ = ["LOSSES", "LossFn", "td_target", "td_update"]
+__all__ = ["LOSSES", "LossFn", "td_loss", "td_target", "td_update"]

@@ -11,8 +11,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-from redo.analysis.tables import BAND_LABEL, ID_COLUMNS, METHOD_COLOURS
+from redo.analysis.tables import BAND_LABEL, ID_COLUMNS, METHOD_COLOURS, variant_order
 
 #: Line styles for a second grouping (e.g. replay ratios), in sorted order of its values.
 LINE_STYLES = ("-", "--", ":", "-.")
@@ -134,6 +135,35 @@ def plot_dormant_curves(curves: pd.DataFrame) -> Figure:
     )
 
 
+def plot_layer_dormant_curves(curves: pd.DataFrame) -> Figure:
+    """Dormant neurons (%) over training, layer by layer: a panel per game (columns) and per
+    hidden layer (rows), colour by method, line style by replay ratio; mean over seeds with a
+    min-max band.
+
+    ``curves`` is a :func:`layer_dormant_curves` table, at one threshold.
+    """
+    taus = sorted(curves["tau"].unique())
+    if len(taus) != 1:
+        raise ValueError(f"curves hold several thresholds {taus}; select one first")
+    data = curves.assign(dormant_pct=100 * curves["dormant_fraction"])
+    fig = _facet_lines(
+        data,
+        x="env_step",
+        y="dormant_pct",
+        row="layer",
+        col="game",
+        style="replay_ratio",
+        style_label=lambda rr: f"replay ratio {rr:g}",
+        titles=lambda layer, game: f"{game}, {layer}",
+    )
+    return _label_axes(
+        fig,
+        "environment steps",
+        "dormant neurons of the layer (%)",
+        f"Dormant neurons per layer during training, {_tau_label(taus[0])}",
+    )
+
+
 def plot_dormant_vs_replay_ratio(final_dormant: pd.DataFrame) -> Figure:
     """Dormant neurons (%) at the end of training against the replay ratio (log scale), a
     panel per game (and a row per threshold), colour by method; mean over seeds with a band.
@@ -227,9 +257,77 @@ def plot_aggregate(ci_table: pd.DataFrame, ylabel: str = "IQM of normalised scor
     return fig
 
 
+#: Markers of the seeds in :func:`plot_variants`, in sorted order of the seeds.
+SEED_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def plot_variants(
+    table: pd.DataFrame,
+    value_col: str,
+    xlabel: str,
+    order: list[str] | None = None,
+    title: str = "",
+) -> Figure:
+    """One value per run and variant: a panel per game, a row per variant, a marker per seed
+    (every run shown) and a bar at the mean over seeds. Colour by method.
+
+    ``table`` has the columns ``game``, ``variant``, ``method``, ``seed`` and ``value_col``
+    (e.g. a :func:`final_returns` table with :func:`with_variants`); ``order`` lists the
+    variants from top to bottom (by default :func:`variant_order`).
+    """
+    order = order if order is not None else variant_order(table["variant"])
+    games = sorted(table["game"].unique())
+    seeds = sorted(table["seed"].unique())
+    fig, axes = plt.subplots(
+        1,
+        len(games),
+        figsize=(4.2 * len(games) + 2.5, 0.42 * len(order) + 1.6),
+        squeeze=False,
+        sharey=True,
+        constrained_layout=True,
+    )
+    for ax, game in zip(axes[0], games, strict=True):
+        panel = table[table["game"] == game]
+        for y, name in enumerate(order):
+            runs = panel[panel["variant"] == name].dropna(subset=[value_col])
+            if runs.empty:
+                continue
+            ax.plot([runs[value_col].mean()] * 2, [y - 0.3, y + 0.3], color="0.3", linewidth=2)
+            for _, run in runs.iterrows():
+                k = seeds.index(run["seed"])
+                ax.plot(
+                    run[value_col],
+                    y + (k - (len(seeds) - 1) / 2) * 0.12,
+                    linestyle="none",
+                    marker=SEED_MARKERS[k % len(SEED_MARKERS)],
+                    color=METHOD_COLOURS.get(run["method"], "0.5"),
+                    markersize=6,
+                )
+        ax.set_yticks(range(len(order)), order)
+        ax.set_ylim(len(order) - 0.5, -0.5)
+        ax.set_title(game, fontsize="medium")
+        ax.set_xlabel(xlabel)
+        ax.grid(axis="x", alpha=0.3)
+    methods = sorted(table["method"].unique())
+    handles = [
+        Line2D([], [], color=METHOD_COLOURS.get(m, "0.5"), marker="o", linestyle="none")
+        for m in methods
+    ] + [
+        Line2D([], [], color="0.4", marker=SEED_MARKERS[k % len(SEED_MARKERS)], linestyle="none")
+        for k in range(len(seeds))
+    ]
+    labels = [*methods, *(f"seed {seed}" for seed in seeds)]
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
+    fig.suptitle(title + ("\n" if title else "") + "(markers: one run per seed; bar: their mean)")
+    return fig
+
+
 __all__ = [
+    "SEED_MARKERS",
     "plot_aggregate",
     "plot_dormant_curves",
     "plot_dormant_vs_replay_ratio",
+    "plot_layer_dormant_curves",
     "plot_returns",
+    "plot_variants",
 ]

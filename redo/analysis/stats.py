@@ -52,6 +52,29 @@ def stratified_resamples(
     )
 
 
+def common_strata(
+    frame: pd.DataFrame,
+    group_cols: str | Sequence[str],
+    groups: Sequence[Any],
+    stratify_col: str = "game",
+) -> list[Any]:
+    """The strata (games) in which every one of ``groups`` has at least one row, sorted.
+
+    ``groups`` are values of ``group_cols`` (one column: plain values; several: tuples). On a
+    grid that is still filling up, comparing groups on these strata only compares like with
+    like: a game that one side lacks would otherwise weigh on the other side alone.
+    """
+    cols = [group_cols] if isinstance(group_cols, str) else list(group_cols)
+    strata_of: dict[tuple[Any, ...], set[Any]] = {}
+    keys = frame[cols].itertuples(index=False, name=None)
+    for key, stratum in zip(keys, frame[stratify_col], strict=True):
+        strata_of.setdefault(key, set()).add(stratum)
+    wanted = [g if isinstance(g, tuple) else (g,) for g in groups]
+    if not wanted:
+        return []
+    return sorted(set.intersection(*(strata_of.get(g, set()) for g in wanted)))
+
+
 def bootstrap_ci(
     frame: pd.DataFrame,
     statistic: Callable[[np.ndarray], Any] = iqm,
@@ -115,6 +138,7 @@ def bootstrap_ci(
 
 __all__ = [
     "bootstrap_ci",
+    "common_strata",
     "iqm",
     "stratified_resamples",
 ]

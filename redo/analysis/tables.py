@@ -20,15 +20,19 @@ The book's figures are drawn in three steps, each testable on its own:
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from redo.agent.config import REDO_OPTIONS, describe_redo
-from redo.records.reader import Run
+from redo.agent.config import REDO_OPTIONS, DQNConfig, describe_redo
+from redo.records.reader import Run, load_runs
+from redo.records.record import PathLike
 
 METHOD_NAMES: dict[bool, str] = {False: "DQN", True: "DQN+ReDo"}
 #: One colour per method in every figure, so the methods read the same across the book.
@@ -83,14 +87,18 @@ def game_name(env_id: str) -> str:
 
 def run_identity(run: Run) -> dict[str, Any]:
     """The :data:`ID_COLUMNS` of one run, read from its config."""
-    config = run.config
-    missing = [key for key in _CONFIG_KEYS if key not in config]
+    missing = [key for key in _CONFIG_KEYS if key not in run.config]
     if missing:
         raise ValueError(
             f"{run.folder}: config lacks {missing}; the analysis reads DQNConfig.to_dict() records"
         )
+    return {"run": str(run.folder), **config_identity(run.config)}
+
+
+def config_identity(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`ID_COLUMNS` but ``run`` of a run's settings (a ``DQNConfig.to_dict()``):
+    what a planned run and a finished one are matched by (:func:`coverage`)."""
     return {
-        "run": str(run.folder),
         "env_id": config["env_id"],
         "game": game_name(config["env_id"]),
         "method": METHOD_NAMES[bool(config["redo"])],
@@ -170,6 +178,38 @@ def dormant_curves(runs: Iterable[Run], taus: Sequence[float] = (0.0, 0.1)) -> p
         if len(run.metrics)
         for tau in taus
     ]
+    if not frames:
+        raise ValueError("no run has logged a metrics row yet")
+    return pd.concat(frames, ignore_index=True)
+
+
+def layer_dormant_curves(runs: Iterable[Run], tau: float = 0.1) -> pd.DataFrame:
+    """Fraction of dormant neurons over training, layer by layer: one row per run, logged row
+    and hidden layer.
+
+    Columns: :data:`ID_COLUMNS`, ``env_step``, ``tau``, ``layer`` (the layer's name, as the
+    metrics column ``dormant/tau=<tau>/<layer>`` gives it: ``conv1`` and ``fc1`` for the
+    MinAtar network) and ``dormant_fraction`` (of that layer's neurons). Runs that have not
+    logged a row yet add no rows.
+    """
+    prefix = dormant_column(tau) + "/"
+    frames = []
+    for run in runs_given(runs):
+        columns = [c for c in run.metrics.columns if c.startswith(prefix)]
+        if not len(run.metrics):
+            continue
+        if not columns:
+            raise ValueError(f"{run.folder}: metrics.csv logs no per-layer column {prefix}<layer>")
+        for column in columns:
+            table = pd.DataFrame(
+                {
+                    "env_step": run.metrics["env_step"],
+                    "tau": float(tau),
+                    "layer": column.removeprefix(prefix),
+                    "dormant_fraction": run.metrics[column],
+                }
+            )
+            frames.append(_with_identity(run, table))
     if not frames:
         raise ValueError("no run has logged a metrics row yet")
     return pd.concat(frames, ignore_index=True)
@@ -322,6 +362,7 @@ def normalise_per_game(
     final: pd.DataFrame,
     random_returns: Mapping[str, float] | pd.Series,
     reference: Mapping[str, float] | pd.Series | None = None,
+    drop_undefined: bool = False,
 ) -> pd.DataFrame:
     """``final`` with the score ``(R - R_random) / (R_ref - R_random)`` per game.
 
@@ -334,7 +375,9 @@ def normalise_per_game(
     ``reference_return`` and ``score``.
 
     Raises ValueError for a game without a baseline or reference, or whose reference is not
-    above random play (the scale would be undefined or upside down).
+    above random play (the scale would be undefined or upside down); with
+    ``drop_undefined=True`` the rows of such games are left out instead (compare the games
+    of the result with those of ``final`` to say which).
     """
     random = pd.Series(random_returns, dtype=float)
     ref = reference_returns(final) if reference is None else pd.Series(reference, dtype=float)
@@ -344,28 +387,235 @@ def normalise_per_game(
     lacking = sorted(
         out.loc[out[["random_return", "reference_return"]].isna().any(axis=1), "game"].unique()
     )
+    flat = sorted(out.loc[out["reference_return"] <= out["random_return"], "game"].unique())
+    if drop_undefined:
+        out = out[~out["game"].isin([*lacking, *flat])]
+        lacking = flat = []
     if lacking:
         raise ValueError(f"no random or reference return for game(s) {lacking}")
-    flat = sorted(out.loc[out["reference_return"] <= out["random_return"], "game"].unique())
     if flat:
         raise ValueError(f"reference return is not above the random return in game(s) {flat}")
     span = out["reference_return"] - out["random_return"]
     return out.assign(score=(out["final_return"] - out["random_return"]) / span)
 
 
+# --- what is in, of what was planned --------------------------------------------------------
+
+
+def finished_runs(folders: PathLike | Iterable[PathLike]) -> list[Run]:
+    """The finished runs under ``folders`` (one folder or several), sorted by path.
+
+    A folder that does not exist yet holds no run, so a chapter reads a campaign's data folder
+    before its first run is copied there; a damaged run is skipped with a warning
+    (:func:`redo.records.reader.load_runs`), and a run still running is left out.
+    """
+    folders = [folders] if isinstance(folders, str | os.PathLike) else list(folders)
+    runs = [
+        run
+        for folder in folders
+        if Path(folder).is_dir()
+        for run in load_runs(folder, on_error="warn")
+    ]
+    return [run for run in runs if run.record["status"] == "finished"]
+
+
+#: The columns a planned run and a finished one are matched by: all of :data:`ID_COLUMNS`
+#: but the folder, so a run counts wherever it lies and only with the planned settings.
+MATCH_COLUMNS: tuple[str, ...] = ID_COLUMNS[1:]
+
+
+def coverage(planned: Iterable[Mapping[str, Any] | Any], runs: Iterable[Run]) -> pd.DataFrame:
+    """Which planned runs are in: one row per planned run, in the plan's order.
+
+    ``planned`` are the planned runs' settings (``DQNConfig`` objects, as
+    :meth:`redo.population.campaign.Plan.runs` gives them, or their ``to_dict()``); ``runs``
+    the runs at hand, of which only the finished ones count. Columns: :data:`MATCH_COLUMNS`,
+    ``run`` (the folder of the finished run with those settings, or None) and ``finished``.
+    """
+    found: dict[tuple[Any, ...], str] = {}
+    for run in runs:
+        if run.record["status"] == "finished":
+            identity = run_identity(run)
+            found.setdefault(tuple(identity[c] for c in MATCH_COLUMNS), identity["run"])
+    rows = []
+    for config in planned:
+        identity = config_identity(config.to_dict() if hasattr(config, "to_dict") else config)
+        folder = found.get(tuple(identity[c] for c in MATCH_COLUMNS))
+        rows.append(identity | {"run": folder, "finished": folder is not None})
+    return pd.DataFrame(rows, columns=[*MATCH_COLUMNS, "run", "finished"])
+
+
+def _label(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def coverage_grid(
+    table: pd.DataFrame,
+    index: Sequence[str] = ("game",),
+    columns: Sequence[str] = ("method", "replay_ratio"),
+) -> pd.DataFrame:
+    """A :func:`coverage` table as a grid: a row per ``index`` value, a column per
+    ``columns`` value (labelled ``"DQN, 0.25"`` and so on), and in each cell how many of its
+    planned runs are in and which seeds are still to come (``"1 of 3, seeds 1, 2 to come"``).
+    A cell that nothing was planned for is empty."""
+    keys = [*index, *columns]
+
+    def cell(group: pd.DataFrame) -> str:
+        text = f"{int(group['finished'].sum())} of {len(group)}"
+        missing = sorted(group.loc[~group["finished"], "seed"])
+        if missing:
+            text += (
+                f", seed{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} to come"
+            )
+        return text
+
+    cells = pd.Series(
+        {key: cell(group) for key, group in table.groupby(keys, sort=True)}, dtype=object
+    )
+    if cells.empty:
+        return pd.DataFrame()
+    cells.index = pd.MultiIndex.from_tuples(cells.index, names=keys)
+    grid = cells.unstack(list(range(len(index), len(keys)))).fillna("")
+    if len(columns):
+        grid.columns = [
+            ", ".join(map(_label, c if isinstance(c, tuple) else (c,))) for c in grid.columns
+        ]
+    return grid
+
+
+# --- ablation variants ----------------------------------------------------------------------
+
+#: The name of a run without ReDo, and of the paper's ReDo, in :func:`ablation_variant`.
+DQN_VARIANT = "DQN (no ReDo)"
+PAPER_REDO = "the paper's ReDo"
+
+
+def ablation_variant(identity: Mapping[str, Any]) -> str:
+    """What a run changes with respect to the paper's ReDo, in a few words, from its
+    identity (a row of any tidy table): ``"the paper's ReDo"``, ``"ReDo, Adam step:
+    elementwise"``, ``"ReDo, tau = 0"``, ``"ReDo, F = 250"``, ``"whole network reset every
+    50,000"`` (selection ``all``: every weight redrawn every F gradient steps, the output layer
+    included; no threshold is read) or ``"DQN (no ReDo)"``.
+
+    The paper's ReDo is the family default of :class:`redo.agent.config.DQNConfig` with ReDo
+    on: dormant neurons at the paper's tau for the run's replay ratio, every F = 1000 gradient
+    steps, new weights from the layer's own initial distribution, bias 0, Adam's step kept.
+    """
+    if identity["method"] == METHOD_NAMES[False]:
+        return DQN_VARIANT
+    paper = _paper_redo(identity["env_id"], float(identity["replay_ratio"]))
+    labels = {
+        "redo_score": "score:",
+        "redo_init": "init:",
+        "redo_bias": "bias:",
+        "redo_step_mode": "Adam step:",
+    }
+    changes = [
+        f"{label} {identity[key]}" for key, label in labels.items() if identity[key] != paper[key]
+    ]
+    if identity["redo_selection"] == "all":
+        return ", ".join([f"whole network reset every {identity['redo_period']:,}", *changes])
+    if identity["redo_selection"] != paper["redo_selection"]:
+        changes.insert(0, f"{identity['redo_selection']} selection")
+    if identity["redo_tau"] != paper["tau"]:
+        changes.append(f"tau = {identity['redo_tau']:g}")
+    if identity["redo_period"] != paper["redo_period"]:
+        changes.append(f"F = {identity['redo_period']:,}")
+    return "ReDo, " + ", ".join(changes) if changes else PAPER_REDO
+
+
+@functools.cache
+def _paper_redo(env_id: str, replay_ratio: float) -> dict[str, Any]:
+    return DQNConfig.for_env(env_id, redo=True, replay_ratio=replay_ratio).to_dict()
+
+
+def with_variants(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with a ``variant`` column: :func:`ablation_variant` of each row."""
+    columns = [c for c in MATCH_COLUMNS if c in table.columns]
+    names = {
+        key: ablation_variant(dict(zip(columns, key, strict=True)))
+        for key in table[columns].drop_duplicates().itertuples(index=False, name=None)
+    }
+    return table.assign(
+        variant=[names[key] for key in table[columns].itertuples(index=False, name=None)]
+    )
+
+
+def variant_order(variants: Iterable[str]) -> list[str]:
+    """The variants for a figure or table: DQN, the paper's ReDo, then the others sorted."""
+    firsts = (DQN_VARIANT, PAPER_REDO)
+    return sorted(set(variants), key=lambda v: (firsts.index(v) if v in firsts else 2, v))
+
+
+def variant_summary(
+    final: pd.DataFrame, dormant: pd.DataFrame, reference: str = PAPER_REDO
+) -> pd.DataFrame:
+    """Per game and variant: the runs and their seeds, the mean, lowest and highest final
+    return, the mean final dormant share, and how the variant's returns lie with respect to
+    the ``reference`` variant's in that game.
+
+    ``final`` and ``dormant`` are :func:`final_returns` and :func:`final_dormant` tables with
+    a ``variant`` column (:func:`with_variants`). The last column, ``returns vs reference``,
+    says ``"all above"`` (every seed's return above every seed of the reference),
+    ``"all below"``, ``"overlapping"``, or is empty for the reference itself and for a game
+    where the reference has no run.
+    """
+    keys = ["game", "variant"]
+    returns = final.groupby(keys)["final_return"]
+    summary = pd.DataFrame(
+        {
+            "runs": returns.size(),
+            "seeds": final.groupby(keys)["seed"].agg(lambda s: ", ".join(map(str, sorted(s)))),
+            "return mean": returns.mean(),
+            "return min": returns.min(),
+            "return max": returns.max(),
+            "dormant mean": dormant.groupby(keys)["dormant_fraction"].mean(),
+        }
+    )
+
+    def against(row: pd.Series) -> str:
+        game, name = row.name
+        if name == reference or (game, reference) not in summary.index:
+            return ""
+        ref = summary.loc[(game, reference)]
+        if row["return min"] > ref["return max"]:
+            return "all above"
+        if row["return max"] < ref["return min"]:
+            return "all below"
+        return "overlapping"
+
+    summary["returns vs reference"] = summary.apply(against, axis=1) if len(summary) else []
+    order = variant_order(summary.index.get_level_values("variant"))
+    return summary.sort_index(
+        key=lambda level: level.map(order.index) if level.name == "variant" else level
+    )
+
+
 __all__ = [
     "BAND_LABEL",
+    "DQN_VARIANT",
     "ID_COLUMNS",
+    "MATCH_COLUMNS",
     "METHOD_COLOURS",
     "METHOD_NAMES",
+    "PAPER_REDO",
+    "ablation_variant",
+    "config_identity",
+    "coverage",
+    "coverage_grid",
     "dormant_column",
     "dormant_curves",
     "early_dormant",
     "final_dormant",
     "final_returns",
+    "finished_runs",
     "game_name",
+    "layer_dormant_curves",
     "normalise_per_game",
     "random_returns",
     "reference_returns",
     "return_curves",
+    "variant_order",
+    "variant_summary",
+    "with_variants",
 ]

@@ -48,14 +48,16 @@ InitName = Literal["default", "xavier_uniform", "lecun_normal", "kaiming_uniform
 BiasMode = Literal["zero", "redraw"]
 StepMode = Literal["keep", "elementwise", "zero_all"]
 Selection = Literal["dormant", "random", "all"]
-ScoreName = Literal["activation"]
+ScoreName = Literal["activation", "gradient"]
 
 INIT_CHOICES: tuple[str, ...] = ("default", "xavier_uniform", "lecun_normal", "kaiming_uniform")
 BIAS_CHOICES: tuple[str, ...] = ("zero", "redraw")
 STEP_CHOICES: tuple[str, ...] = ("keep", "elementwise", "zero_all")
 SELECTION_CHOICES: tuple[str, ...] = ("dormant", "random", "all")
-#: What neurons are scored by: their activations (:func:`redo.core.dormant.dormant_scores`).
-SCORE_CHOICES: tuple[str, ...] = ("activation",)
+#: What neurons are scored by: their activations (the paper's,
+#: :func:`redo.core.dormant.dormant_scores`) or the gradient of the loss on their incoming
+#: weights (GraMa, :func:`redo.core.gradient.gradient_scores`).
+SCORE_CHOICES: tuple[str, ...] = ("activation", "gradient")
 
 #: Adam/AdamW state entries shaped like the parameter, zeroed for recycled entries.
 MOMENT_KEYS: tuple[str, ...] = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")

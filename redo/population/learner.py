@@ -226,6 +226,23 @@ class PopulationLearner:
             for layer, h in zip(self.layers, hidden, strict=True)
         }
 
+    def gradient_scores(self, batch: PopulationBatch, agents: Sequence[int]) -> dict[str, Tensor]:
+        """``{hidden layer name: (len(agents), width)}`` gradient-magnitude (GraMa) scores of
+        the listed agents on the transitions of ``batch`` (row j for ``agents[j]``), as
+        :func:`redo.core.gradient.gradient_scores` scores one network on its TD loss."""
+        index = torch.as_tensor(list(agents), device=self.device)
+        params = {name: view.index_select(0, index) for name, view in self.params.items()}
+        targets = {name: view.index_select(0, index) for name, view in self.target_params.items()}
+        with torch.no_grad():
+            next_q = self.network.q_values(targets, batch.next_observations)
+            target = td_target(batch.rewards, batch.terminated, next_q, self.gamma)
+        grads = {name: torch.empty_like(p) for name, p in params.items()}
+        self.network.loss_gradients(params, batch.observations, batch.actions, target, grads)
+        return {
+            layer.name: scores_from_activity(grads[f"{layer.name}.weight"].abs().flatten(2).mean(2))
+            for layer in self.layers
+        }
+
     @torch.no_grad()
     def reset(
         self,

@@ -393,15 +393,17 @@ class Lockstep:
             return {}
         config = self.config
         with self._timed("redo"):
-            x = self.replay.sample_observations(
-                config.score_batch_size,
-                self.recycling,
-                [self.streams[i].redo_batch for i in self.recycling],
-            )
-            scores = self.learner.scores(x, self.recycling)
+            rngs = [self.streams[i].redo_batch for i in self.recycling]
+            if config.redo_score == "activation":
+                x = self.replay.sample_observations(config.score_batch_size, self.recycling, rngs)
+                selecting = logged = self.learner.scores(x, self.recycling)
+            else:  # the gradient score, on transitions of the same slots
+                batch = self.replay.sample(config.score_batch_size, rngs, self.recycling)
+                logged = self.learner.scores(batch.observations, self.recycling)
+                selecting = self.learner.gradient_scores(batch, self.recycling)
             by_agent = {}
             for j, i in enumerate(self.recycling):
-                agent_scores = {name: s[j] for name, s in scores.items()}
+                agent_scores = {name: s[j] for name, s in selecting.items()}
                 generator = self.streams[i].redo_weights
                 masks = select_neurons(
                     agent_scores, self.configs[i].tau, config.redo_selection, generator
@@ -416,7 +418,7 @@ class Lockstep:
                 state.redo_calls += 1
                 state.recycled += recycled
                 state.recycled_total += recycled
-                by_agent[i] = agent_scores
+                by_agent[i] = {name: s[j] for name, s in logged.items()}
         return by_agent
 
     def _log_metrics(

@@ -112,11 +112,18 @@ class PopulationReplay:
         self.pos = following
         self.full = self.full or following == 0
 
-    def sample(self, batch_size: int, rngs: Sequence[np.random.Generator]) -> PopulationBatch:
-        """``batch_size`` transitions per agent, agent k's drawn from ``rngs[k]``."""
-        idx = self.sample_indices(batch_size, range(self.agents), rngs)
-        rows = self._flat_rows(idx, range(self.agents))
-        following = self._flat_rows((idx + 1) % self.capacity, range(self.agents))
+    def sample(
+        self,
+        batch_size: int,
+        rngs: Sequence[np.random.Generator],
+        agents: Sequence[int] | None = None,
+    ) -> PopulationBatch:
+        """``batch_size`` transitions for each of ``agents`` (all by default), the j-th
+        listed agent's drawn from ``rngs[j]``; row j of every field is that agent's."""
+        agents = range(self.agents) if agents is None else agents
+        idx = self.sample_indices(batch_size, agents, rngs)
+        rows = self._flat_rows(idx, agents)
+        following = self._flat_rows((idx + 1) % self.capacity, agents)
         return PopulationBatch(
             observations=self._gather(self.observations, rows, idx.shape),
             actions=self._gather(self.actions, rows, idx.shape),

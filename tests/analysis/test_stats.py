@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from redo.analysis.stats import bootstrap_ci, iqm, stratified_resamples
+from redo.analysis.stats import bootstrap_ci, common_strata, iqm, stratified_resamples
 from tests.analysis.frames import scores_frame
 
 mean = functools.partial(np.mean, axis=-1)
@@ -151,3 +151,19 @@ def test_bootstrap_refuses_bad_input():
         bootstrap_ci(frame, group_cols=[])
     with pytest.raises(ValueError, match="n_resamples"):
         bootstrap_ci(frame, group_cols=["method"], n_resamples=0)
+
+
+def test_common_strata_are_those_every_group_has():
+    frame = pd.DataFrame(
+        {
+            "method": ["DQN", "DQN", "ReDo", "ReDo", "DQN"],
+            "replay_ratio": [1.0, 1.0, 1.0, 0.25, 0.25],
+            "game": ["A", "B", "B", "A", "C"],
+        }
+    )
+    assert common_strata(frame, "method", ["DQN", "ReDo"]) == ["A", "B"]
+    assert common_strata(frame, "method", ["DQN"]) == ["A", "B", "C"]
+    assert common_strata(frame, ["method", "replay_ratio"], [("DQN", 1.0), ("ReDo", 1.0)]) == ["B"]
+    assert common_strata(frame, ["method", "replay_ratio"], [("DQN", 1.0), ("ReDo", 0.5)]) == []
+    assert common_strata(frame.iloc[:0], "method", ["DQN", "ReDo"]) == []
+    assert common_strata(frame, "method", []) == []

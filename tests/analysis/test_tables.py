@@ -14,18 +14,30 @@ import pytest
 
 from redo.agent.config import REDO_OPTIONS, DQNConfig
 from redo.analysis.tables import (
+    DQN_VARIANT,
     ID_COLUMNS,
+    MATCH_COLUMNS,
+    PAPER_REDO,
+    ablation_variant,
+    config_identity,
+    coverage,
+    coverage_grid,
     dormant_curves,
     early_dormant,
     final_dormant,
     final_returns,
+    finished_runs,
     game_name,
+    layer_dormant_curves,
     normalise_per_game,
     random_returns,
     reference_returns,
     return_curves,
     run_identity,
     runs_given,
+    variant_order,
+    variant_summary,
+    with_variants,
 )
 from redo.records.reader import load_run, load_runs
 from redo.records.record import RECORD_FILE
@@ -344,3 +356,201 @@ def test_normalise_per_game_refuses_undefined_scales():
         normalise_per_game(hand_final(), {"A": 1.0})
     with pytest.raises(ValueError, match=r"not above the random return in game\(s\) \['B'\]"):
         normalise_per_game(hand_final(), {"A": 1.0, "B": 4.0})
+
+
+def test_normalise_per_game_can_leave_out_undefined_games():
+    final = hand_final()
+    scored = normalise_per_game(final, {"A": 1.0}, drop_undefined=True)
+    assert set(scored["game"]) == {"A"}
+    assert scored.equals(normalise_per_game(final[final["game"] == "A"], {"A": 1.0}))
+    flat = normalise_per_game(final, {"A": 1.0, "B": 4.0}, drop_undefined=True)
+    assert set(flat["game"]) == {"A"}
+
+
+# --- per layer ------------------------------------------------------------------------------
+
+
+def test_layer_dormant_curves(runs):
+    """The synthetic runs log one layer, fc1, at tau = 0.1, always 0."""
+    curves = layer_dormant_curves(runs, tau=0.1)
+    assert list(curves.columns) == [*ID_COLUMNS, "env_step", "tau", "layer", "dormant_fraction"]
+    assert len(curves) == len(runs) * len(LOG_STEPS)
+    assert set(curves["layer"]) == {"fc1"} and (curves["dormant_fraction"] == 0).all()
+    assert (curves["tau"] == 0.1).all()
+    with pytest.raises(ValueError, match="no per-layer column dormant/tau=0/<layer>"):
+        layer_dormant_curves(runs, tau=0.0)
+
+
+def test_layer_dormant_curves_reads_every_layer(tmp_path):
+    config = DQNConfig.for_env("MinAtar/Breakout-v1", total_steps=1000).to_dict()
+    with RunWriter(tmp_path / "r", config) as writer:
+        for step, (conv, fc) in zip((300, 400), ((0.0, 0.5), (0.25, 0.75)), strict=True):
+            writer.log_metrics(
+                {"env_step": step, "grad_step": step, "dormant/tau=0.1": 0.4}
+                | {"dormant/tau=0.1/conv1": conv, "dormant/tau=0.1/fc1": fc}
+            )
+    curves = layer_dormant_curves(load_runs(tmp_path))
+    table = curves.pivot(index="env_step", columns="layer", values="dormant_fraction")
+    assert table.to_dict("list") == {"conv1": [0.0, 0.25], "fc1": [0.5, 0.75]}
+
+
+# --- what is in -----------------------------------------------------------------------------
+
+
+def test_finished_runs_skip_missing_folders_and_runs_still_running(tmp_path):
+    assert finished_runs(tmp_path / "not yet") == []
+    write_synthetic_run(tmp_path / "a" / "done", "MinAtar/Breakout-v1", False, 1.0, 0)
+    config = DQNConfig.for_env("MinAtar/Breakout-v1", total_steps=1000).to_dict()
+    running = RunWriter(tmp_path / "b" / "running", config)
+    running.log_episode(10, 1.0, 10)
+    found = finished_runs([tmp_path / "a", tmp_path / "b", tmp_path / "c"])
+    assert [run.folder.name for run in found] == ["done"]
+    assert [run.folder.name for run in finished_runs(str(tmp_path))] == ["done"]
+
+
+def planned(seeds=(0, 1, 2), **overrides):
+    return [
+        DQNConfig.for_env(
+            env_id, redo=redo, replay_ratio=1.0, seed=seed, total_steps=TOTAL,
+            learning_starts=200, **overrides,
+        )
+        for env_id in GAMES
+        for redo in (False, True)
+        for seed in seeds
+    ]  # fmt: skip
+
+
+def test_coverage_matches_planned_runs_by_their_settings(runs):
+    """The fixture has seeds 0 and 1 of every game, method and ratio: of a plan with seeds
+    0-2 at ratio 1, seeds 0 and 1 are in, wherever their folders are."""
+    table = coverage(planned(), runs)
+    assert list(table.columns) == [*MATCH_COLUMNS, "run", "finished"]
+    assert len(table) == 12
+    assert table.groupby("seed")["finished"].all().to_dict() == {0: True, 1: True, 2: False}
+    assert table.loc[~table["finished"], "run"].isna().all()
+    for _, row in table[table["finished"]].iterrows():
+        (run,) = [r for r in runs if str(r.folder) == row["run"]]
+        assert config_identity(run.config) == {c: row[c] for c in MATCH_COLUMNS}
+
+
+def test_coverage_counts_only_runs_of_the_planned_settings(runs):
+    """A ReDo variant, a longer budget or an unfinished run is another run than planned."""
+    assert not coverage(planned(redo_step_mode="elementwise"), runs)["finished"][6:].any()
+    longer = [c.replace(total_steps=2 * TOTAL) for c in planned()]
+    assert not coverage(longer, runs)["finished"].any()
+    as_dicts = coverage([c.to_dict() for c in planned()], runs)
+    assert as_dicts.equals(coverage(planned(), runs))
+    assert coverage([], runs).empty
+
+
+def test_coverage_grid_says_which_seeds_are_to_come(runs):
+    grid = coverage_grid(coverage(planned(), runs))
+    assert list(grid.columns) == ["DQN, 1", "DQN+ReDo, 1"]
+    assert list(grid.index) == ["Breakout", "Freeway"]
+    assert grid.loc["Breakout", "DQN, 1"] == "2 of 3, seed 2 to come"
+    assert coverage_grid(coverage(planned(seeds=(0,)), runs)).iloc[0, 0] == "1 of 1"
+    both = coverage_grid(coverage(planned(seeds=(1, 5, 7)), runs), ("game", "method"), ())
+    assert both.loc[("Freeway", "DQN+ReDo")].iloc[0] == "1 of 3, seeds 5, 7 to come"
+    assert coverage_grid(coverage([], runs)).empty
+
+
+# --- ablation variants ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("redo", "overrides", "variant"),
+    [
+        (False, {}, DQN_VARIANT),
+        (False, {"redo_period": 250}, DQN_VARIANT),
+        (True, {}, PAPER_REDO),
+        (True, {"tau": 0.1}, PAPER_REDO),  # the paper's tau at replay ratio 1
+        (True, {"redo_selection": "random"}, "ReDo, random selection"),
+        (True, {"redo_step_mode": "elementwise"}, "ReDo, Adam step: elementwise"),
+        (True, {"redo_step_mode": "zero_all"}, "ReDo, Adam step: zero_all"),
+        (True, {"redo_init": "xavier_uniform"}, "ReDo, init: xavier_uniform"),
+        (True, {"redo_bias": "redraw"}, "ReDo, bias: redraw"),
+        (True, {"tau": 0.0}, "ReDo, tau = 0"),
+        (True, {"tau": 0.025}, "ReDo, tau = 0.025"),
+        (True, {"redo_period": 4000}, "ReDo, F = 4,000"),
+        (True, {"redo_period": 250, "tau": 0.0}, "ReDo, tau = 0, F = 250"),
+        (
+            True,
+            {"redo_selection": "all", "redo_period": 50_000},
+            "whole network reset every 50,000",
+        ),
+        (
+            True,
+            {"redo_selection": "all", "redo_period": 500, "tau": 0.0},
+            "whole network reset every 500",
+        ),
+    ],
+)
+def test_ablation_variant_is_the_difference_from_the_papers_redo(redo, overrides, variant):
+    config = DQNConfig.for_env("MinAtar/Breakout-v1", redo=redo, replay_ratio=1.0, **overrides)
+    assert ablation_variant(config_identity(config.to_dict())) == variant
+
+
+def test_the_papers_tau_depends_on_the_replay_ratio():
+    at_quarter = DQNConfig.for_env("MinAtar/Breakout-v1", redo=True, replay_ratio=0.25)
+    assert ablation_variant(config_identity(at_quarter.to_dict())) == PAPER_REDO
+    other = at_quarter.replace(tau=0.1)
+    assert ablation_variant(config_identity(other.to_dict())) == "ReDo, tau = 0.1"
+
+
+def variant_runs(tmp_path):
+    """Breakout at ratio 1: DQN, the paper's ReDo and random selection, seeds 0 and 1."""
+    settings = {
+        "dqn": (False, {}),
+        "redo": (True, {}),
+        "random": (True, {"redo_selection": "random"}),
+    }
+    for name, (redo, overrides) in settings.items():
+        for seed in (0, 1):
+            write_synthetic_run(
+                tmp_path / name / f"s{seed}", "MinAtar/Breakout-v1", redo, 1.0, seed, **overrides
+            )
+    return load_runs(tmp_path)
+
+
+def test_with_variants_and_their_order(tmp_path):
+    final = with_variants(final_returns(variant_runs(tmp_path)))
+    assert final.groupby("variant")["seed"].apply(sorted).to_dict() == {
+        DQN_VARIANT: [0, 1],
+        PAPER_REDO: [0, 1],
+        "ReDo, random selection": [0, 1],
+    }
+    assert variant_order(["b", "ReDo, a", PAPER_REDO, DQN_VARIANT, "b"]) == [
+        DQN_VARIANT,
+        PAPER_REDO,
+        "ReDo, a",
+        "b",
+    ]
+
+
+def test_variant_summary_by_hand(tmp_path):
+    """Synthetic final returns (fraction 0.1: the episodes ending at 950 and 1000) are
+    level * 0.975; a ReDo run's level is 40 + seed and DQN's 20 + seed (Breakout, ratio 1),
+    whatever the selection."""
+    runs = variant_runs(tmp_path)
+    final = with_variants(final_returns(runs))
+    dormant = with_variants(final_dormant(runs, tau=0.1))
+    summary = variant_summary(final, dormant)
+    assert list(summary.index) == [
+        ("Breakout", DQN_VARIANT),
+        ("Breakout", PAPER_REDO),
+        ("Breakout", "ReDo, random selection"),
+    ]
+    dqn, redo = summary.loc[("Breakout", DQN_VARIANT)], summary.loc[("Breakout", PAPER_REDO)]
+    assert dqn["runs"] == 2 and dqn["seeds"] == "0, 1"
+    assert dqn["return min"] == pytest.approx(level(0, False, 1.0, 0) * 0.975)
+    assert dqn["return max"] == pytest.approx(level(0, False, 1.0, 1) * 0.975)
+    assert redo["return mean"] == pytest.approx(
+        np.mean([level(0, True, 1.0, s) for s in (0, 1)]) * 0.975
+    )
+    expected = np.mean(
+        [dormant_value(0, False, 1.0, s, step, 0.1) for s in (0, 1) for step in (1000,)]
+    )
+    assert dqn["dormant mean"] == pytest.approx(expected)
+    assert list(summary["returns vs reference"]) == ["all below", "", "overlapping"]
+    alone = variant_summary(final[final["variant"] == DQN_VARIANT], dormant)
+    assert list(alone["returns vs reference"]) == [""]

@@ -10,16 +10,10 @@ import torch
 from redo.agent.config import DQNConfig
 from redo.agent.envs import make_env
 from redo.bench.reference_loop import run_reference, seed_redo_check, train_schedule
-from redo.bench.runner import (
-    Budget,
-    Window,
-    layer_frame,
-    median_round,
-    median_time,
-    micro_population,
-    micro_reference,
-    micro_single,
-)
+from redo.bench.report import layer_frame
+from redo.bench.roofline import median_time
+from redo.bench.runner import median_round, micro_population, micro_reference, micro_single
+from redo.bench.settings import Budget, Window
 from redo.cli import main
 from redo.core.networks import mlp
 

@@ -14,7 +14,8 @@ from redo.bench.performance import (
     round_spread,
     target_checks,
 )
-from redo.bench.runner import INTERVALS, speed_ratio
+from redo.bench.runner import speed_ratio
+from redo.bench.settings import INTERVALS
 
 
 def row(method, agents, sps, redo=False, redo_share=0.0, score_share=0.0, threads=1):

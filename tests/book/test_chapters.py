@@ -101,7 +101,7 @@ def test_chapter_has_a_parameters_cell(chapter):
     assert len(tagged) == 1, "papermill needs exactly one cell tagged 'parameters'"
 
 
-@pytest.mark.chapters
+@pytest.mark.slow
 @pytest.mark.parametrize("chapter", notebooks.chapters(), ids=lambda path: path.stem)
 def test_chapter_executes_with_papermill(chapter, tmp_path):
     write_dataset(tmp_path / "data")

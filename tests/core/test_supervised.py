@@ -66,3 +66,30 @@ def test_mismatched_data_is_rejected():
     inputs, labels = toy_data()
     with pytest.raises(ValueError, match="same, nonzero number"):
         train_with_shuffled_labels(inputs, labels[:-1], ShuffledLabelsConfig(shuffle_every=None))
+
+
+def test_the_chapters_experiment_runs_three_conditions_per_seed():
+    """shuffled_labels_experiment: fixed, reshuffled (for ``epochs``) and a fresh network (for
+    one phase), per seed, each run as train_with_shuffled_labels would run it alone."""
+    from redo.supervised import (
+        FIXED_LABELS,
+        FRESH_NETWORK,
+        RESHUFFLED_LABELS,
+        at_last_epoch,
+        shuffled_labels_experiment,
+    )
+
+    inputs, labels = toy_data()
+    table = shuffled_labels_experiment([3, 4], 4, 2, data=(inputs, labels), dataset="toy")
+    runs = table.groupby(["labels", "seed"])["epoch"].max()
+    assert runs.to_dict() == {
+        (label, seed): epochs
+        for label, epochs in ((FIXED_LABELS, 4), (RESHUFFLED_LABELS, 4), (FRESH_NETWORK, 2))
+        for seed in (3, 4)
+    }
+    assert set(table["dataset"]) == {"toy"}
+    alone = train_with_shuffled_labels(inputs, labels, ShuffledLabelsConfig(2, epochs=4, seed=4))
+    mine = table.query("labels == @RESHUFFLED_LABELS and seed == 4")
+    assert mine[alone.columns].reset_index(drop=True).equals(alone)
+    last = at_last_epoch(table)
+    assert len(last) == 6 and set(last["epoch"]) == {2, 4}

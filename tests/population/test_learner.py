@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from redo.agent.config import DQNConfig
 from redo.agent.replay import ReplaySamples
 from redo.agent.streams import seeded_q_network
-from redo.agent.td import td_update
+from redo.agent.td import td_loss, td_update
+from redo.core.gradient import gradient_scores
 from redo.core.dormant import dormant_scores
 from redo.core.networks import minatar_cnn, mlp
 from redo.core.optim import ElementwiseAdam
@@ -208,3 +209,17 @@ def test_state_dict_round_trips_into_a_fresh_learner():
     assert torch.equal(a.loss, b.loss)
     for name in learner.params:
         assert torch.equal(learner.params[name], fresh.params[name])
+
+
+@pytest.mark.parametrize("kind", NETWORKS)
+def test_gradient_scores_of_any_agents_equal_each_agents_own(kind):
+    learner, singles = trained_learner_and_singles(kind)
+    batch = random_batch(kind, 2, 16, seed=30)
+    scores = learner.gradient_scores(batch, [2, 0])
+    for j, k in enumerate([2, 0]):
+        net = singles[k][0]
+        target = learner.network_of(k, target=True)
+        samples = ReplaySamples(*(field[j].numpy() for field in batch))
+        loss, _ = td_loss(net, target, samples, GAMMA, F.smooth_l1_loss)
+        for name, expected in gradient_scores(net, loss).items():
+            torch.testing.assert_close(scores[name][j], expected, rtol=1e-4, atol=1e-6)

@@ -69,6 +69,19 @@ def test_an_agent_draws_what_its_single_run_draws(tmp_path):
             assert agent.episodes.equals(single_run.episodes)
 
 
+def test_the_gradient_score_draws_what_the_single_run_draws(tmp_path):
+    """GraMa's selection in a population: the same transitions, the same scores to float
+    tolerance, the same recycled counts over the first 250 updates."""
+    runs = configs(agents=((0, True), (3, True)), redo_score="gradient")
+    population = train_population(runs, tmp_path / "population")
+    for config, agent in zip(runs, population.agents, strict=True):
+        single_run = train(config)
+        single = rows(single_run.metrics[single_run.metrics.grad_step <= 250])
+        packed = rows(agent.metrics[agent.metrics.grad_step <= 250])
+        assert packed["redo/calls"].iloc[-1] == 2 and packed["redo/recycled_total"].iloc[-1] > 0
+        pd.testing.assert_frame_equal(packed, single, rtol=1e-4, atol=1e-6)
+
+
 def test_a_run_does_not_depend_on_how_it_was_packed(tmp_path):
     """The command of the trustworthy-runs issue at small size: the same runs in one
     population and each alone give exactly the same logged rows and episodes."""
