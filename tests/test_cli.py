@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from redo.records.reader import load_run
 
 from redo.agent.config import DQNConfig
 from redo.cli import OPTIONS, main, run_folder
+from redo.records.reader import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,6 +114,7 @@ def test_run_folder_layout():
     assert run_folder("x", config.replace(tau=0.025)).name == "redo-rr2-tau0.025-s4"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("env_id", "extra"),
     [
@@ -131,6 +132,7 @@ def test_tiny_minatar_and_atari_runs(tmp_path, env_id, extra):
     assert folder.parent == tmp_path / env_id
 
 
+@pytest.mark.slow
 def test_python_dash_m_redo(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run(

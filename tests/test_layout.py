@@ -56,6 +56,7 @@ print(json.dumps({{"modules": sorted(sys.modules), "seconds": seconds}}))
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("part", sorted(ALLOWED))
 def test_each_part_imports_only_what_it_may(part):
     loaded = imported_after(modules_of(part))["modules"]
@@ -63,6 +64,7 @@ def test_each_part_imports_only_what_it_may(part):
     assert parts - {part} <= ALLOWED[part], f"redo.{part} pulled in {sorted(parts - {part})}"
 
 
+@pytest.mark.slow
 def test_nothing_but_the_command_line_imports_the_benchmark():
     for part in set(ALLOWED) - {"bench"}:
         assert "bench" not in ALLOWED[part]
@@ -70,6 +72,7 @@ def test_nothing_but_the_command_line_imports_the_benchmark():
     assert not any(name.startswith("redo.bench") for name in loaded)
 
 
+@pytest.mark.slow
 def test_the_core_is_torch_and_numpy_only_and_cheap():
     report = imported_after(["redo.core"])
     tops = {name.split(".")[0] for name in report["modules"]}
@@ -77,6 +80,7 @@ def test_the_core_is_torch_and_numpy_only_and_cheap():
     assert report["seconds"] < 0.3, f"import redo.core took {report['seconds']:.2f} s after torch"
 
 
+@pytest.mark.slow
 def test_the_command_line_loads_no_heavy_library_until_a_command_runs():
     loaded = set(imported_after(["redo.cli"])["modules"])
     heavy = {"gymnasium", "stable_baselines3", "pandas", "matplotlib", "ray", "redo.bench.runner"}

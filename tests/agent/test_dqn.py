@@ -47,11 +47,13 @@ LEARNS = {
 }
 
 
+@pytest.mark.slow
 def test_short_cartpole_run_learns():
     episodes = train(DQNConfig.for_env("CartPole-v1", **LEARNS)).episodes
     assert episodes["episode_return"].tail(10).mean() > 100
 
 
+@pytest.mark.slow
 def test_the_learning_threshold_fails_without_learning():
     frozen = DQNConfig.for_env("CartPole-v1", **(LEARNS | {"lr": 1e-12}))
     assert train(frozen).episodes["episode_return"].tail(10).mean() < 100
@@ -412,6 +414,7 @@ def interrupt_at_checkpoint(monkeypatch, number):
     return real
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "MinAtar/Breakout-v1"])
 def test_resume_continues_exactly(env_id, tmp_path, monkeypatch):
     config = tiny(env_id, total_steps=600, checkpoint_interval=200, redo=True, redo_period=20)

@@ -9,16 +9,21 @@ from redo.analysis.figures import (
     plot_aggregate,
     plot_dormant_curves,
     plot_dormant_vs_replay_ratio,
+    plot_layer_dormant_curves,
     plot_returns,
+    plot_variants,
 )
 from redo.analysis.stats import bootstrap_ci, iqm
 from redo.analysis.tables import (
     dormant_curves,
     final_dormant,
     final_returns,
+    layer_dormant_curves,
     normalise_per_game,
     random_returns,
     return_curves,
+    variant_order,
+    with_variants,
 )
 from redo.records.reader import load_runs
 from tests.analysis.frames import hand_final
@@ -134,3 +139,40 @@ def test_figures_refuse_to_average_redo_variants(runs, tmp_path):
     more = [*runs, *load_runs(tmp_path)]
     with pytest.raises(ValueError, match=r"differ in \['redo_step_mode', 'redo_variant'\]"):
         plot_returns(return_curves(more, window=250))
+
+
+def test_plot_layer_dormant_curves(runs):
+    fig = plot_layer_dormant_curves(layer_dormant_curves(runs, tau=0.1))
+    assert len(fig.axes) == 2  # 1 layer x 2 games
+    lines = by_label(panel(fig, "Breakout, fc1"))
+    assert sorted(lines) == [
+        "DQN+ReDo, replay ratio 0.25",
+        "DQN+ReDo, replay ratio 1",
+        "DQN, replay ratio 0.25",
+        "DQN, replay ratio 1",
+    ]
+    np.testing.assert_allclose(lines["DQN, replay ratio 1"].get_ydata(), 0.0)
+    assert "τ = 0.1" in fig._suptitle.get_text()
+    two = pd.concat(
+        [layer_dormant_curves(runs, 0.1), layer_dormant_curves(runs, 0.1).assign(tau=0.0)]
+    )
+    with pytest.raises(ValueError, match="several thresholds"):
+        plot_layer_dormant_curves(two)
+
+
+def test_plot_variants_shows_every_run(runs):
+    final = with_variants(final_returns(runs))
+    final = final[final["replay_ratio"] == 1.0]
+    fig = plot_variants(final, "final_return", "final return", title="at ratio 1")
+    assert [ax.get_title() for ax in fig.axes] == ["Breakout", "Freeway"]
+    ax = panel(fig, "Freeway")
+    order = variant_order(final["variant"])
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == order
+    markers = [line for line in ax.get_lines() if line.get_linestyle() == "None"]
+    assert len(markers) == len(final[final["game"] == "Freeway"])  # one marker per run
+    expected = sorted(final.loc[final["game"] == "Freeway", "final_return"])
+    assert sorted(float(m.get_xdata()[0]) for m in markers) == pytest.approx(expected)
+    bars = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
+    means = final[final["game"] == "Freeway"].groupby("variant")["final_return"].mean()
+    assert sorted(float(b.get_xdata()[0]) for b in bars) == pytest.approx(sorted(means))
+    assert "at ratio 1" in fig._suptitle.get_text()

@@ -24,6 +24,7 @@ TINY_BENCH = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("env_id", "replay_ratio", "overrides"),
     [
@@ -131,6 +132,7 @@ def test_bad_values_exit_2_naming_the_option(capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_tiny_bench_writes_one_row_per_method_env_redo_and_k(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main([*TINY_BENCH, "--out", str(out)]) == 0
@@ -159,6 +161,7 @@ def test_a_tiny_bench_writes_one_row_per_method_env_redo_and_k(tmp_path, capsys)
     assert "env steps/s" in printed and "redo/grad" in printed
 
 
+@pytest.mark.slow
 def test_rows_are_median_rounds_measured_at_each_thread_count(tmp_path):
     out = tmp_path / "bench.json"
     argv = [*TINY_BENCH, "--population", "2", "--rounds", "3", "--threads", "1", "2"]

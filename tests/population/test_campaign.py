@@ -226,6 +226,7 @@ def test_a_plan_that_is_not_json_is_an_error(tmp_path):
 # --- a campaign ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_run_trains_every_block_and_copies_its_finished_runs(reference, tmp_path):
     plan, work, jobs = reference
     assert [(j.out.name, len(j.run_folders)) for j in jobs] == [("a", 2), ("a", 2), ("b", 1)]
@@ -290,6 +291,7 @@ def test_status_counts_the_runs_and_the_hours(reference, tmp_path):
     assert "5 of 5 runs finished" in text and "about 0.0 hours left on 2 worker(s)" in text
 
 
+@pytest.mark.slow
 def test_an_interrupted_campaign_resumes_to_the_same_results(reference, tmp_path, monkeypatch):
     plan, work = load(tmp_path), tmp_path / "work"
     with monkeypatch.context() as m:
@@ -318,6 +320,7 @@ def test_an_interrupted_campaign_resumes_to_the_same_results(reference, tmp_path
     assert [s["env_step_start"] for s in resumed.record["segments"]] == [0, 200]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("write", [1, 2, 3])  # the checkpoints at env steps 100, 200, 300
 def test_an_interruption_in_a_checkpoint_write_loses_nothing(
     reference, tmp_path, monkeypatch, write
@@ -353,6 +356,7 @@ def test_an_interruption_in_a_checkpoint_write_loses_nothing(
     assert_same_results(plan, reference[0])
 
 
+@pytest.mark.slow
 def test_a_lost_working_folder_loses_only_unfinished_runs(reference, tmp_path, monkeypatch):
     plan, work = load(tmp_path), tmp_path / "work"
     with monkeypatch.context() as m:
@@ -378,6 +382,7 @@ def test_a_lost_working_folder_loses_only_unfinished_runs(reference, tmp_path, m
 # --- the command line ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_campaign_commands(reference, tmp_path, monkeypatch, capsys):
     path = write_plan(tmp_path)  # its data folders: tmp_path/data/...
     monkeypatch.chdir(tmp_path)  # a working folder relative to the current one

@@ -12,8 +12,8 @@ from redo.agent.config import DQNConfig
 from redo.agent.replay import ReplaySamples
 from redo.agent.streams import seeded_q_network
 from redo.agent.td import td_loss, td_update
-from redo.core.gradient import gradient_scores
 from redo.core.dormant import dormant_scores
+from redo.core.gradient import gradient_scores
 from redo.core.networks import minatar_cnn, mlp
 from redo.core.optim import ElementwiseAdam
 from redo.core.recycle import reset_neurons, select_neurons

@@ -44,6 +44,7 @@ def rows(metrics):
     return metrics.drop(columns=[c for c in TIMING_COLUMNS if c in metrics]).reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_an_agent_draws_what_its_single_run_draws(tmp_path):
     """Same network, environment, exploration, minibatches, score batches and new weights:
     the rows agree to float tolerance as long as no greedy action flips on a near tie (the
@@ -69,6 +70,7 @@ def test_an_agent_draws_what_its_single_run_draws(tmp_path):
             assert agent.episodes.equals(single_run.episodes)
 
 
+@pytest.mark.slow
 def test_the_gradient_score_draws_what_the_single_run_draws(tmp_path):
     """GraMa's selection in a population: the same transitions, the same scores to float
     tolerance, the same recycled counts over the first 250 updates."""
@@ -82,6 +84,7 @@ def test_the_gradient_score_draws_what_the_single_run_draws(tmp_path):
         pd.testing.assert_frame_equal(packed, single, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_run_does_not_depend_on_how_it_was_packed(tmp_path):
     """The command of the trustworthy-runs issue at small size: the same runs in one
     population and each alone give exactly the same logged rows and episodes."""
@@ -92,6 +95,7 @@ def test_a_run_does_not_depend_on_how_it_was_packed(tmp_path):
         assert alone.agents[0].episodes.equals(together.agents[i].episodes)
 
 
+@pytest.mark.slow
 def test_records_say_which_population_trained_them(tmp_path):
     population = train_population(configs(), tmp_path / "pop-x")
     for i, agent in enumerate(population.agents):
@@ -127,6 +131,7 @@ def interrupt_at(monkeypatch, env_step):
     monkeypatch.setattr(lockstep.Lockstep, "learn", learn)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("save_replay", [True, False])
 def test_an_interrupted_population_resumes_exactly(tmp_path, monkeypatch, save_replay):
     runs = configs(save_replay_in_checkpoint=save_replay)
@@ -150,6 +155,7 @@ def test_an_interrupted_population_resumes_exactly(tmp_path, monkeypatch, save_r
         assert len(load_run(b.folder).record["segments"]) == 2
 
 
+@pytest.mark.slow
 def test_an_interruption_inside_a_checkpoint_write_loses_nothing(tmp_path, monkeypatch):
     runs = configs()
     reference = train_population(runs, tmp_path / "reference")
@@ -174,6 +180,7 @@ def test_an_interruption_inside_a_checkpoint_write_loses_nothing(tmp_path, monke
         assert a.episodes.equals(b.episodes)
 
 
+@pytest.mark.slow
 def test_resume_refuses_what_it_cannot_continue(tmp_path, monkeypatch):
     runs = configs()
     with pytest.raises(FileNotFoundError, match="holds no checkpoint"):

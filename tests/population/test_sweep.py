@@ -669,6 +669,7 @@ def check_runs(out, g):
     return runs
 
 
+@pytest.mark.slow
 def test_real_sweep_on_two_workers_trains_every_run_once(tmp_path, capsys):
     argv = sweep_argv(tmp_path, "--replay-ratios", "0.25", "1", "--max-population", "4",
                       "--workers", "2")  # fmt: skip
@@ -721,6 +722,7 @@ def metric_rows(run):
     return run.metrics.drop(columns=[c for c in TIMING_COLUMNS if c in run.metrics])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("stop_at", "resumes"),
     [(150, True), (50, False)],  # after the checkpoints at env step 100; before them
@@ -770,6 +772,7 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_sweep_on_a_local_ray_instance(tmp_path, local_ray):
     g = grid()  # 4 runs in 2 populations, trained at once as 2 Ray tasks of 1 CPU
     blocked = run_folder(tmp_path, g.configs()[2])  # the first run of the second population
