@@ -157,6 +157,8 @@ class ReDoCallback(BaseCallback):
         step_mode: ``"keep"`` (paper), ``"elementwise"`` or ``"zero_all"``, see above.
         selection: ``"dormant"`` (paper), ``"random"`` (as many per layer as are dormant, at
             random positions) or ``"all"`` (re-initialise the whole online network).
+        reset: False only measures and logs, recycling nothing: the same logs for a DQN
+            baseline without ReDo.
         seed: seed of the generator of the new weights, or None for torch's global RNG.
         verbose: 1 prints one line per check.
 
@@ -181,6 +183,7 @@ class ReDoCallback(BaseCallback):
         bias: BiasMode = "zero",
         step_mode: StepMode = "keep",
         selection: Selection = "dormant",
+        reset: bool = True,
         seed: int | None = None,
         verbose: int = 0,
     ) -> None:
@@ -191,6 +194,8 @@ class ReDoCallback(BaseCallback):
         _check_choice("bias", bias, BIAS_CHOICES)
         _check_choice("step_mode", step_mode, STEP_CHOICES)
         _check_choice("selection", selection, SELECTION_CHOICES)
+        if not isinstance(reset, bool):
+            raise ValueError(f"reset must be True or False, got {reset!r}")
         if seed is not None and not _is_int(seed):
             raise ValueError(f"seed must be an int or None, got {seed!r}")
         if not _is_int(verbose) or verbose < 0:
@@ -206,6 +211,7 @@ class ReDoCallback(BaseCallback):
         self.bias: BiasMode = bias
         self.step_mode: StepMode = step_mode
         self.selection: Selection = selection
+        self.reset = reset
         self.seed = None if seed is None else int(seed)
         self.last_report = None
         self._generator: torch.Generator | None = None
@@ -256,9 +262,11 @@ class ReDoCallback(BaseCallback):
         x = preprocess_obs(batch.observations, q_net.observation_space, q_net.normalize_images)
         scores = dormant_scores(self.network, x)
         masks = select_neurons(scores, self.tau, self.selection, self._generator)
+        if not self.reset:  # measure only: nothing recycled
+            masks = {name: torch.zeros_like(mask) for name, mask in masks.items()}
         return reset_neurons(
             self.network, model.policy.optimizer, masks, init=self.init, bias=self.bias,
-            step_mode=self.step_mode, whole_network=self.selection == "all",
+            step_mode=self.step_mode, whole_network=self.reset and self.selection == "all",
             generator=self._generator, scores=scores,
         )  # fmt: skip
 

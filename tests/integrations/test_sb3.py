@@ -11,6 +11,7 @@ import itertools
 import math
 
 import gymnasium as gym
+import pandas as pd
 import pytest
 import torch
 from stable_baselines3 import DQN, PPO
@@ -511,3 +512,24 @@ def test_unsupported_models_raise_when_learning_starts(make, callback, message):
 def test_sequential_view_rejects_what_is_not_a_dqn_q_network():
     with pytest.raises(ValueError, match="expected SB3's DQN QNetwork, got Sequential"):
         sequential_view(nn.Sequential(nn.Linear(2, 2)))
+
+
+@pytest.mark.parametrize("selection", ["dormant", "all"])
+def test_reset_false_measures_and_logs_but_changes_nothing(tmp_path, selection):
+    model = cartpole()
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    callback = ReDoCallback(
+        tau=1e9, period=50, score_batch_size=SCORE_BATCH, reset=False, selection=selection
+    )
+    spy = Spy(model, callback)
+    model.learn(100, callback=callback)
+    model.logger.dump(model.num_timesteps)  # the check fell after SB3's last row
+    assert callback.last_report.total == 0
+    before, after = spy.checks[0]["params"], model.q_net.state_dict()
+    for name, tensor in after.items():
+        assert torch.equal(tensor, before[name]), name
+    logged = pd.read_csv(tmp_path / "progress.csv")
+    assert logged["redo/recycled"].dropna().eq(0).all()
+    assert logged["redo/dormant/tau=1e+09"].dropna().eq(1.0).all()
+    with pytest.raises(ValueError, match="reset must be True or False"):
+        ReDoCallback(reset="no")
