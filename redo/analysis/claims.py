@@ -259,11 +259,12 @@ def claim_row(
     digits: int = 3,
 ) -> dict[str, str]:
     """One row of a claim table: the claim, the paper's number, our estimate with its
-    interval, the runs and strata it rests on, and its verdict.
+    interval, the runs and strata it rests on, how many of its planned runs are in, and its
+    verdict.
 
     ``judged`` is what :func:`judge` or :func:`judge_interaction` returned; ``planned``, if
     given, is ``(in, planned)``: how many of the runs the claim needs are in, so that a verdict
-    on a partial grid says so.
+    on a partial grid says so ("-" for a claim whose runs are not planned, but made here).
     """
     if judged["verdict"] == NO_RUNS:
         ours, runs = "-", "-"
@@ -272,18 +273,18 @@ def claim_row(
             f"{judged['estimate']:+.{digits}f} "
             f"[{judged['lower']:+.{digits}f}, {judged['upper']:+.{digits}f}]"
         )
-        strata = judged["strata"]
-        runs = f"{judged['runs']} in {len(strata)} {strata_name} ({', '.join(map(str, strata))})"
-    row = {
+        count = (
+            f"{judged['runs_a']} vs {judged['runs_b']}" if "runs_a" in judged else judged["runs"]
+        )
+        runs = f"{count} runs; {strata_name}: {', '.join(map(str, judged['strata']))}"
+    return {
         "claim": claim,
         "paper (approximate)": paper,
         f"ours: estimate [{100 * judged['confidence']:g}% CI]": ours,
         "runs compared": runs,
+        "planned runs in": "-" if planned is None else f"{planned[0]} of {planned[1]}",
+        "verdict at this scale": judged["verdict"],
     }
-    if planned is not None:
-        done, total = planned
-        row["planned runs in"] = f"{done} of {total}"
-    return row | {"verdict at this scale": judged["verdict"]}
 
 
 __all__ = [

@@ -77,6 +77,40 @@ def describe_runs(runs: Iterable[Run]) -> str:
     return ". ".join(sentences) + "."
 
 
+def _value(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+
+
+def settings_table(
+    configs: Iterable[Any],
+    keys: Iterable[str],
+    by: str = "replay_ratio",
+    sources: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """The settings ``keys`` of ``configs`` (``DQNConfig`` objects or their ``to_dict()``): a
+    row per setting, a column per value of ``by`` (``"replay ratio 0.25"``, ...) holding the
+    setting's values among those configs (several, comma-separated, where they differ), and a
+    ``source`` column from ``sources`` (where a value comes from), if given."""
+    dicts = [c.to_dict() if hasattr(c, "to_dict") else dict(c) for c in configs]
+    keys = list(keys)
+    label = by.replace("_", " ")
+    table = pd.DataFrame(
+        {
+            f"{label} {_value(level)}": [
+                _listing((d[key] for d in dicts if d[by] == level), _value) for key in keys
+            ]
+            for level in sorted({d[by] for d in dicts})
+        },
+        index=pd.Index(keys, name="setting"),
+    )
+    if sources is not None:
+        table["source"] = [sources.get(key, "") for key in keys]
+    return table
+
+
 __all__ = [
     "describe_runs",
+    "settings_table",
 ]

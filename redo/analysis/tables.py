@@ -215,6 +215,25 @@ def layer_dormant_curves(runs: Iterable[Run], tau: float = 0.1) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+#: The metrics column that says a row's fractions were measured just before a ReDo reset,
+#: on the batch that decided it (:mod:`redo.agent.metrics`).
+BEFORE_RESET_COLUMN = "redo/scored_before_reset"
+
+
+def before_reset_share(runs: Iterable[Run]) -> float:
+    """Of the logged rows of the ReDo runs among ``runs``, the share whose dormant fractions
+    were measured *before* a reset, on the batch that decided it: at those rows a ReDo run's
+    share is the most it ever shows, just before recycling. NaN when no ReDo run logs the
+    column :data:`BEFORE_RESET_COLUMN`."""
+    flags = [
+        run.metrics[BEFORE_RESET_COLUMN]
+        for run in runs
+        if run.config.get("redo") and BEFORE_RESET_COLUMN in run.metrics.columns
+    ]
+    values = pd.concat(flags) if flags else pd.Series([], dtype=float)
+    return float(values.mean()) if len(values) else float("nan")
+
+
 def return_curves(runs: Iterable[Run], window: int) -> pd.DataFrame:
     """Episode returns over training, smoothed on a grid of ``window`` env steps.
 
@@ -457,7 +476,8 @@ def coverage_grid(
     """A :func:`coverage` table as a grid: a row per ``index`` value, a column per
     ``columns`` value (labelled ``"DQN, 0.25"`` and so on), and in each cell how many of its
     planned runs are in and which seeds are still to come (``"1 of 3, seeds 1, 2 to come"``).
-    A cell that nothing was planned for is empty."""
+    A cell that nothing was planned for is empty; with no ``columns``, the one column is
+    ``runs in``."""
     keys = [*index, *columns]
 
     def cell(group: pd.DataFrame) -> str:
@@ -475,11 +495,12 @@ def coverage_grid(
     if cells.empty:
         return pd.DataFrame()
     cells.index = pd.MultiIndex.from_tuples(cells.index, names=keys)
+    if not len(columns):
+        return cells.to_frame("runs in")
     grid = cells.unstack(list(range(len(index), len(keys)))).fillna("")
-    if len(columns):
-        grid.columns = [
-            ", ".join(map(_label, c if isinstance(c, tuple) else (c,))) for c in grid.columns
-        ]
+    grid.columns = [
+        ", ".join(map(_label, c if isinstance(c, tuple) else (c,))) for c in grid.columns
+    ]
     return grid
 
 
@@ -488,6 +509,8 @@ def coverage_grid(
 #: The name of a run without ReDo, and of the paper's ReDo, in :func:`ablation_variant`.
 DQN_VARIANT = "DQN (no ReDo)"
 PAPER_REDO = "the paper's ReDo"
+#: The paper's control for its selection rule: as many neurons per layer, chosen at random.
+RANDOM_SELECTION = "ReDo, random selection"
 
 
 def ablation_variant(identity: Mapping[str, Any]) -> str:
@@ -571,7 +594,7 @@ def variant_summary(
             "return max": returns.max(),
             "dormant mean": dormant.groupby(keys)["dormant_fraction"].mean(),
         }
-    )
+    ).reindex(returns.size().index)
 
     def against(row: pd.Series) -> str:
         game, name = row.name
@@ -593,13 +616,16 @@ def variant_summary(
 
 __all__ = [
     "BAND_LABEL",
+    "BEFORE_RESET_COLUMN",
     "DQN_VARIANT",
     "ID_COLUMNS",
     "MATCH_COLUMNS",
     "METHOD_COLOURS",
     "METHOD_NAMES",
     "PAPER_REDO",
+    "RANDOM_SELECTION",
     "ablation_variant",
+    "before_reset_share",
     "config_identity",
     "coverage",
     "coverage_grid",

@@ -240,9 +240,13 @@ def test_claim_row():
         "verdict at this scale",
     ]
     assert row["ours: estimate [95% CI]"].startswith("+2.500 [")
-    assert row["runs compared"] == "8 in 2 games (g1, g2)"
+    assert row["runs compared"] == "4 vs 4 runs; games: g1, g2"
     assert row["planned runs in"] == "8 of 12"
     assert row["verdict at this scale"] == judged["verdict"]
     empty = claim_row("a beats b", "yes", judge(frame([], []), "value", "group", "a", "b", "less"))
     assert empty["ours: estimate [95% CI]"] == "-" and empty["verdict at this scale"] == NO_RUNS
-    assert "planned runs in" not in empty
+    assert empty["planned runs in"] == "-"
+    both = judge_interaction(
+        hand_grid(), "score", "method", "ReDo", "DQN", "replay_ratio", 1.0, 0.25, "greater"
+    )
+    assert claim_row("grows", "yes", both)["runs compared"] == "16 runs; games: A, B"

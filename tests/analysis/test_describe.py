@@ -5,7 +5,7 @@ import json
 import pytest
 
 from redo.agent.config import DQNConfig
-from redo.analysis.describe import describe_runs
+from redo.analysis.describe import describe_runs, settings_table
 from redo.records.reader import load_runs
 from redo.records.record import RECORD_FILE
 from redo.records.writer import RunWriter
@@ -112,3 +112,24 @@ def test_describe_runs_reads_every_segment(tmp_path):
 def test_describe_runs_of_no_runs_is_refused():
     with pytest.raises(ValueError, match="no runs given"):
         describe_runs([])
+
+
+def test_settings_table_lists_each_setting_per_replay_ratio():
+    configs = [
+        DQNConfig.for_env("MinAtar/Breakout-v1", replay_ratio=ratio, seed=seed, redo=redo)
+        for ratio in (0.25, 1.0)
+        for seed in (0, 1)
+        for redo in (False, True)
+    ]
+    table = settings_table(
+        configs, ["tau", "seed", "buffer_size", "loss", "redo"], sources={"tau": "paper"}
+    )
+    assert list(table.columns) == ["replay ratio 0.25", "replay ratio 1", "source"]
+    assert table.loc["tau"].tolist() == ["0.025", "0.1", "paper"]
+    assert table.loc["seed", "replay ratio 1"] == "0, 1"  # values that differ are all listed
+    assert table.loc["buffer_size", "replay ratio 1"] == "100,000"
+    assert table.loc["loss", "replay ratio 0.25"] == "huber"
+    assert table.loc["redo", "replay ratio 1"] == "False, True"
+    assert table.loc["seed", "source"] == ""
+    dicts = settings_table([c.to_dict() for c in configs], ["tau"])
+    assert dicts.equals(table.loc[["tau"], ["replay ratio 0.25", "replay ratio 1"]])

@@ -18,7 +18,9 @@ from redo.analysis.tables import (
     ID_COLUMNS,
     MATCH_COLUMNS,
     PAPER_REDO,
+    RANDOM_SELECTION,
     ablation_variant,
+    before_reset_share,
     config_identity,
     coverage,
     coverage_grid,
@@ -464,7 +466,7 @@ def test_coverage_grid_says_which_seeds_are_to_come(runs):
         (False, {"redo_period": 250}, DQN_VARIANT),
         (True, {}, PAPER_REDO),
         (True, {"tau": 0.1}, PAPER_REDO),  # the paper's tau at replay ratio 1
-        (True, {"redo_selection": "random"}, "ReDo, random selection"),
+        (True, {"redo_selection": "random"}, RANDOM_SELECTION),
         (True, {"redo_step_mode": "elementwise"}, "ReDo, Adam step: elementwise"),
         (True, {"redo_step_mode": "zero_all"}, "ReDo, Adam step: zero_all"),
         (True, {"redo_init": "xavier_uniform"}, "ReDo, init: xavier_uniform"),
@@ -554,3 +556,15 @@ def test_variant_summary_by_hand(tmp_path):
     assert list(summary["returns vs reference"]) == ["all below", "", "overlapping"]
     alone = variant_summary(final[final["variant"] == DQN_VARIANT], dormant)
     assert list(alone["returns vs reference"]) == [""]
+
+
+def test_before_reset_share_reads_the_redo_runs(tmp_path, runs):
+    assert np.isnan(before_reset_share(runs))  # the synthetic runs do not log the column
+    for redo, flags in ((True, (1, 0, 1, 1)), (False, (0, 0))):
+        config = DQNConfig.for_env("MinAtar/Breakout-v1", redo=redo, total_steps=1000).to_dict()
+        with RunWriter(tmp_path / f"redo-{redo}", config) as writer:
+            for i, flag in enumerate(flags):
+                writer.log_metrics(
+                    {"env_step": 300 + i, "grad_step": i, "redo/scored_before_reset": flag}
+                )
+    assert before_reset_share(load_runs(tmp_path)) == pytest.approx(0.75)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 from pathlib import Path
 
 import papermill
@@ -15,7 +16,7 @@ import pytest
 
 from tests import synthetic_runs
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 _spec = importlib.util.spec_from_file_location("notebooks", ROOT / "scripts" / "notebooks.py")
 notebooks = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(notebooks)
@@ -35,8 +36,26 @@ SMOKE_PARAMETERS: dict[str, dict[str, object]] = {
         "out_dir": RUN_FOLDER,
     },
     "performance": {},
-    "results": {"run_dirs": [f"{FIXTURE}/minatar"], "return_window": 200, "n_resamples": 200},
-    "ablations": {"ablation_dir": f"{FIXTURE}/ablations", "baseline_dir": f"{FIXTURE}/minatar"},
+    "results": {
+        "run_dirs": [f"{FIXTURE}/minatar-1m"],
+        "plan": f"{FIXTURE}/campaigns/tiny.json",
+        "ablation_dir": f"{FIXTURE}/ablations-250k",
+        "return_window": 200,
+        "n_resamples": 200,
+        "supervised_seeds": [0],
+        "supervised_epochs": 4,
+        "supervised_shuffle_every": 2,
+    },
+    "ablations": {
+        "ablation_dir": f"{FIXTURE}/ablations-250k",
+        "plan": f"{FIXTURE}/campaigns/tiny.json",
+    },
+    "own_agent": {
+        "total_steps": 2_000,
+        "learning_starts": 500,
+        "period": 200,
+        "out_dir": RUN_FOLDER,
+    },
     "training": {
         "total_steps": 1_500,
         "learning_starts": 500,
@@ -63,21 +82,68 @@ def with_run_folder(parameters: dict[str, object], tmp_path: Path) -> dict[str, 
     return {k: resolve(v) for k, v in parameters.items()}
 
 
+#: The tiny campaign of the synthetic dataset: stage 1 plans a seed (2) that is not in, and
+#: the ablations a block (period-250) none of whose runs is in, as a campaign under way would.
+TINY_SETTINGS = {
+    "total_steps": synthetic_runs.TOTAL,
+    "learning_starts": synthetic_runs.LEARNING_STARTS,
+}
+ABLATIONS: dict[str, tuple[tuple[str, ...], dict[str, object], tuple[int, ...]]] = {
+    # block: methods, ReDo settings, seeds written
+    "baseline": (("dqn", "redo"), {}, (0, 1)),
+    "selection-random": (("redo",), {"redo_selection": "random"}, (0, 1)),
+    "step-zero_all": (("redo",), {"redo_step_mode": "zero_all"}, (0,)),
+    "reset-all-500": (("redo",), {"redo_selection": "all", "redo_period": 500}, (0, 1)),
+    "period-250": (("redo",), {"redo_period": 250}, ()),
+}
+
+
+def write_plan(root: Path) -> Path:
+    """``root/campaigns/tiny.json``: a plan whose blocks write into ``root`` (a plan's data
+    folders are resolved against the folder above its own)."""
+    games = list(synthetic_runs.GAMES)
+    blocks = [
+        {
+            "name": "stage1",
+            "data": "minatar-1m",
+            "envs": games,
+            "methods": ["dqn", "redo"],
+            "replay_ratios": list(synthetic_runs.RATIOS),
+            "seeds": [0, 1, 2],
+            "settings": TINY_SETTINGS,
+        }
+    ] + [
+        {
+            "name": f"ablations/{name}",
+            "data": f"ablations-250k/{name}",
+            "envs": games,
+            "methods": list(methods),
+            "replay_ratios": [1.0],
+            "seeds": [0, 1, 2],
+            "settings": TINY_SETTINGS | overrides,
+        }
+        for name, (methods, overrides, _) in ABLATIONS.items()
+    ]
+    path = root / "campaigns" / "tiny.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"name": "tiny", "blocks": blocks}, indent=1))
+    return path
+
+
 def write_dataset(root: Path) -> None:
-    """The results grid in miniature (2 games x 2 methods x 2 replay ratios x 2 seeds) and two
-    ablation variants, as synthetic run records."""
-    for i, (env_id, redo, ratio, seed) in enumerate(
-        itertools.product(synthetic_runs.GAMES, (False, True), synthetic_runs.RATIOS, (0, 1))
-    ):
-        synthetic_runs.write_synthetic_run(
-            root / "minatar" / f"run{i:02d}", env_id, redo, ratio, seed
-        )
-    variants = {"step-keep": {"redo_step_mode": "keep"}, "reset-all": {"tau": 1e9}}
-    for name, overrides in variants.items():
-        for seed in (0, 1):
+    """The results grid in miniature (2 games x 2 methods x 2 replay ratios x seeds 0 and 1)
+    under ``minatar-1m``, ablation blocks under ``ablations-250k`` (one of them empty), all
+    synthetic run records, and the plan that lists them with a seed more."""
+    write_plan(root)
+    grid = itertools.product(synthetic_runs.GAMES, (False, True), synthetic_runs.RATIOS, (0, 1))
+    for env_id, redo, ratio, seed in grid:
+        folder = root / "minatar-1m" / env_id / f"{'redo' if redo else 'dqn'}-rr{ratio:g}-s{seed}"
+        synthetic_runs.write_synthetic_run(folder, env_id, redo, ratio, seed)
+    for name, (methods, overrides, seeds) in ABLATIONS.items():
+        for env_id, method, seed in itertools.product(synthetic_runs.GAMES, methods, seeds):
             synthetic_runs.write_synthetic_run(
-                root / "ablations" / name / f"s{seed}", "MinAtar/Breakout-v1", True, 1.0, seed,
-                **overrides,
+                root / "ablations-250k" / name / env_id / f"{method}-rr1-s{seed}",
+                env_id, method == "redo", 1.0, seed, **overrides,
             )  # fmt: skip
 
 
@@ -113,3 +179,24 @@ def test_chapter_executes_with_papermill(chapter, tmp_path):
         cwd=str(chapter.parent),
         progress_bar=False,
     )
+
+
+@pytest.mark.slow
+def test_results_executes_before_any_run_is_in(tmp_path):
+    """The Results chapter on a campaign that has just started: the plan, empty data folders."""
+    write_plan(tmp_path / "data")
+    for folder in ("minatar-1m", "ablations-250k"):
+        (tmp_path / "data" / folder).mkdir()
+    chapter = notebooks.ROOT / "book" / "results.md"
+    out = tmp_path / "results.ipynb"
+    papermill.execute_notebook(
+        str(notebooks.notebook_path(chapter)),
+        str(out),
+        parameters=with_run_folder(SMOKE_PARAMETERS["results"], tmp_path),
+        kernel_name="python3",
+        cwd=str(chapter.parent),
+        progress_bar=False,
+    )
+    text = out.read_text()
+    assert "0 of 24 planned stage-1 runs are in" in text
+    assert "no runs yet" in text
