@@ -40,6 +40,7 @@ from redo.population.sweep import (
     Grid,
     PopulationJob,
     SweepError,
+    interrupt_on_sigterm,
     plan,
     planned_min_populations,
     run_folder,
@@ -277,6 +278,7 @@ def run_campaign_command(args: argparse.Namespace, parser: argparse.ArgumentPars
               f"({_count(len(job.run_folders), 'run')} of block {job.out.relative_to(work)})", flush=True)  # fmt: skip
 
     print(f"campaign {plan.name}: working folder {work}, {workers} worker(s)", flush=True)
+    interrupt_on_sigterm()  # `kill <pid>` stops it as Ctrl-C does, resumably
     try:
         campaign.run(plan, work, workers, args.threads, args.device, on_done=report)
     except KeyboardInterrupt:
@@ -422,6 +424,7 @@ def run_sweep_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
         )
 
     progress = sys.stderr.isatty() if args.progress is None else args.progress
+    interrupt_on_sigterm()  # `kill <pid>` stops it as Ctrl-C does, resumably
     try:
         run_sweep(
             grid,

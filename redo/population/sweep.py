@@ -502,18 +502,43 @@ def run_jobs(
                 on_done(job)
     else:
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        import queue
 
         context = multiprocessing.get_context("spawn")  # no torch state forked into a worker
-        with ProcessPoolExecutor(min(workers, max(len(ordered), 1)), mp_context=context) as pool:
-            pending = {pool.submit(train_job, job, device, False, threads): job for job in ordered}
-            for future in as_completed(pending):
-                job = pending[future]
-                if future.exception() is not None:
-                    failed.append((job, future.exception()))
+        done: queue.SimpleQueue[tuple[PopulationJob, BaseException | None]] = queue.SimpleQueue()
+        processes = min(workers, max(len(ordered), 1))
+        # Leaving the block, normally or by an interruption, terminates the workers: each
+        # turns the SIGTERM into a KeyboardInterrupt (interrupt_on_sigterm), so its runs are
+        # marked interrupted and stay resumable from their last checkpoint.
+        with context.Pool(processes, initializer=interrupt_on_sigterm) as pool:
+            for job in ordered:
+                pool.apply_async(
+                    train_job,
+                    (job, device, False, threads),
+                    callback=lambda _, job=job: done.put((job, None)),
+                    error_callback=lambda err, job=job: done.put((job, err)),
+                )
+            for _ in ordered:
+                job, err = done.get()
+                if err is not None:
+                    failed.append((job, err))
                 elif on_done is not None:
                     on_done(job)
     _raise_failed(failed, len(jobs))
+
+
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM (what ``kill`` sends, and how a pool stops its workers) and SIGINT raise
+    KeyboardInterrupt in this process, so that training stops as on Ctrl-C: every run is
+    marked interrupted and resumes from its last checkpoint. A process started in the
+    background of a non-interactive shell ignores SIGINT; this undoes that too."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _raise_failed(failed: Sequence[tuple[PopulationJob, BaseException]], total: int) -> None:
@@ -583,6 +608,7 @@ __all__ = [
     "PopulationJob",
     "SweepError",
     "check_folder",
+    "interrupt_on_sigterm",
     "local_workers",
     "plan",
     "planned_min_populations",

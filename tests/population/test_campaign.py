@@ -429,3 +429,46 @@ def test_a_bad_plan_exits_2_naming_plan(tmp_path, capsys, action):
         main(["campaign", action, str(tmp_path / "missing.json")])
     assert info.value.code == 2
     assert "argument PLAN: cannot read the plan" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_killed_campaign_marks_its_runs_interrupted_and_resumes(tmp_path):
+    """``kill <pid>`` (SIGTERM) of a campaign run in the background, with SIGINT ignored as a
+    non-interactive shell leaves it: the workers stop, every started run is marked
+    interrupted, and running the campaign again finishes it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = {
+        "name": "killed",
+        "blocks": [
+            {
+                "name": "a", "data": "data/a", "envs": ["MinAtar/Breakout-v1"],
+                "methods": ["dqn", "redo"], "replay_ratios": [1.0], "seeds": [0],
+                "settings": {"total_steps": 15000, "learning_starts": 500,
+                             "checkpoint_interval": 1000, "log_interval": 100},
+            }
+        ],
+    }  # fmt: skip
+    path = write_plan(tmp_path, spec)
+    work = tmp_path / "work"
+    command = [sys.executable, "-m", "redo", "campaign", "run", str(path), "--work", str(work),
+               "--workers", "2"]  # fmt: skip
+    process = subprocess.Popen(
+        command, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    checkpoints = work / "a" / POPULATIONS_DIR
+    deadline = time.monotonic() + 120
+    while not list(checkpoints.glob(f"*/{POPULATION_CHECKPOINT}")):
+        assert time.monotonic() < deadline and process.poll() is None, process.stdout.read()
+        time.sleep(0.5)
+    process.terminate()
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    records = [load_run(f).record for f in sorted((work / "a").glob("MinAtar/*/*"))]
+    assert len(records) == 2 and all(r["status"] == "interrupted" for r in records), output
+    assert main(["campaign", "run", str(path), "--work", str(work), "--workers", "1"]) == 0
+    assert all(run.record["status"] == "finished" for run in load_runs(tmp_path / "data" / "a"))
