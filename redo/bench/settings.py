@@ -159,6 +159,8 @@ class BenchSettings:
 
     def command(self) -> str:
         """The command line that repeats this benchmark (options left out took defaults)."""
+        if self.commands:  # the whole commands are fixed: only the rounds vary
+            return f"python -m redo bench --commands --rounds {self.rounds}"
         parts = [
             "python -m redo bench",
             f"--envs {' '.join(self.envs)}",

@@ -89,6 +89,8 @@ class PopulationLearner:
         gamma, adam_eps, loss: shared; ``loss`` is ``"huber"`` or ``"mse"``.
         betas: Adam's betas (those of :class:`redo.core.optim.ElementwiseAdam` by default).
         batched: use the fast batched networks where they apply (False: always ``vmap``).
+        observation_shape: one observation's shape, so that convolutions too large for the
+            batched path go through ``vmap`` (:func:`redo.population.networks.stacked_network`).
     """
 
     def __init__(
@@ -101,6 +103,7 @@ class PopulationLearner:
         loss: str = "huber",
         betas: tuple[float, float] = (0.9, 0.999),
         batched: bool = True,
+        observation_shape: Sequence[int] | None = None,
     ) -> None:
         self.agents = len(networks)
         if len(lr) != self.agents:
@@ -137,7 +140,9 @@ class PopulationLearner:
         self._weight_names = [
             _param_prefix(self._template, m) for m in weight_layers(self._template)
         ]
-        self.network: StackedNetwork = stacked_network(self._template, loss, batched)
+        self.network: StackedNetwork = stacked_network(
+            self._template, loss, batched, observation_shape
+        )
 
     @classmethod
     def for_configs(
@@ -156,6 +161,7 @@ class PopulationLearner:
             gamma=first.gamma,
             adam_eps=first.adam_eps,
             loss=first.loss,
+            observation_shape=observation_shape,
         )
 
     @property

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -59,12 +59,30 @@ class StackedNetwork(Protocol):
         ...
 
 
-def stacked_network(template: nn.Sequential, loss: str, batched: bool = True) -> StackedNetwork:
+#: The largest patch matrix per image (input channels x kernel x output positions) that the
+#: batched path gathers. Above it the gather outgrows the arithmetic: on the Nature CNN's
+#: first layer (102,400 entries per 84x84 frame) a population of 8 trained at a quarter of the
+#: single loop's speed on the book's CPU, where the vmapped path's grouped convolution, which
+#: builds no patch matrix, reached about 0.9 (the Performance chapter's Atari report).
+MAX_PATCH_ENTRIES = 16_384
+
+
+def stacked_network(
+    template: nn.Sequential,
+    loss: str,
+    batched: bool = True,
+    observation_shape: Sequence[int] | None = None,
+) -> StackedNetwork:
     """The fast :class:`BatchedSequential` when it supports ``template`` (and ``batched``),
-    else the generic :class:`VmappedSequential`."""
+    including, for an ``observation_shape`` given, convolutions whose patch matrices stay
+    within :data:`MAX_PATCH_ENTRIES`; else the generic :class:`VmappedSequential`."""
     if batched:
         try:
-            return BatchedSequential(template, loss)
+            network = BatchedSequential(template, loss)
+            if observation_shape is None or network.patch_entries(observation_shape) <= (
+                MAX_PATCH_ENTRIES
+            ):
+                return network
         except UnsupportedLayer:
             pass
     return VmappedSequential(template, loss)
@@ -100,6 +118,7 @@ class _Step:
     scale: float = 1.0
     kernel: tuple[int, int] = (1, 1)
     stride: int = 1
+    out_channels: int = 0
 
 
 class BatchedSequential:
@@ -215,6 +234,19 @@ class BatchedSequential:
                 input_grad = patch_grad.new_zeros(k * n, math.prod(image))
                 grad = input_grad.index_add_(1, index, patch_grad).view(k, n, *image)
 
+    def patch_entries(self, observation_shape: Sequence[int]) -> int:
+        """The largest patch matrix per image of any convolution, for inputs of this shape
+        (0 without convolutions)."""
+        largest, shape = 0, tuple(observation_shape)
+        for step in self.steps:
+            if step.kind == "conv":
+                channels, height, width = shape
+                out_h = (height - step.kernel[0]) // step.stride + 1
+                out_w = (width - step.kernel[1]) // step.stride + 1
+                largest = max(largest, channels * step.kernel[0] * step.kernel[1] * out_h * out_w)
+                shape = (step.out_channels, out_h, out_w)
+        return largest
+
     def _patch_index(self, image: tuple[int, int, int], step: _Step) -> tuple[Tensor, int, int]:
         """The gather index of :func:`patch_index` for this input size (made once), and the
         output's height and width."""
@@ -266,7 +298,10 @@ def _steps(template: nn.Sequential) -> list[_Step]:
             and module.stride[0] == module.stride[1]
         ):
             kernel = tuple(module.kernel_size)
-            steps.append(_Step("conv", name, kernel=kernel, stride=module.stride[0]))
+            steps.append(
+                _Step("conv", name, kernel=kernel, stride=module.stride[0],
+                      out_channels=module.out_channels)
+            )  # fmt: skip
         else:
             raise UnsupportedLayer(f"no batched rule for module {name!r} ({module})")
     if not steps or steps[0].kind != "scale":
@@ -336,6 +371,7 @@ class VmappedSequential:
 
 
 __all__ = [
+    "MAX_PATCH_ENTRIES",
     "BatchedSequential",
     "StackedNetwork",
     "UnsupportedLayer",

@@ -524,6 +524,8 @@ def run_jobs(
                     failed.append((job, err))
                 elif on_done is not None:
                     on_done(job)
+            pool.close()  # all done: let the workers exit by themselves, not by a signal
+            pool.join()
     _raise_failed(failed, len(jobs))
 
 

@@ -1,4 +1,6 @@
-"""Every chapter executes headlessly with papermill at smoke parameters, as a reader's would.
+"""Every chapter's Colab notebook executes under ``pytest --nbmake`` at smoke parameters, as a
+reader's notebook would run; papermill re-executes a chapter with new parameters; and the
+chapters that read stored runs also run as in Colab, from a folder without the data.
 
 The parameters below only shrink the work; the book build runs the chapters at their
 defaults. A chapter in _toc.yml without an entry here fails, so none can be skipped.
@@ -9,11 +11,18 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import shutil
+import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
+import nbformat
 import papermill
 import pytest
+from papermill.parameterize import parameterize_notebook
 
+from redo.colab import COLAB_VARIABLE, SOURCE_VARIABLE
 from tests import synthetic_runs
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository
@@ -35,7 +44,7 @@ SMOKE_PARAMETERS: dict[str, dict[str, object]] = {
         "learning_starts": 500,
         "out_dir": RUN_FOLDER,
     },
-    "performance": {},
+    "performance": {"bench_dir": str(ROOT / "book" / "data" / "bench")},
     "results": {
         "run_dirs": [f"{FIXTURE}/minatar-1m"],
         "plan": f"{FIXTURE}/campaigns/tiny.json",
@@ -167,18 +176,98 @@ def test_chapter_has_a_parameters_cell(chapter):
     assert len(tagged) == 1, "papermill needs exactly one cell tagged 'parameters'"
 
 
+def smoke_notebook(chapter: Path, folder: Path, parameters: dict[str, object]) -> Path:
+    """The chapter's Colab notebook with ``parameters`` injected (as papermill injects
+    them), written into ``folder``."""
+    notebook = nbformat.read(notebooks.notebook_path(chapter), as_version=4)
+    notebook = parameterize_notebook(notebook, parameters)
+    path = folder / f"{chapter.stem}.ipynb"
+    nbformat.write(notebook, path)
+    return path
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("chapter", notebooks.chapters(), ids=lambda path: path.stem)
-def test_chapter_executes_with_papermill(chapter, tmp_path):
+def test_chapter_notebook_runs_under_nbmake(chapter, tmp_path):
     write_dataset(tmp_path / "data")
-    papermill.execute_notebook(
-        str(notebooks.notebook_path(chapter)),
-        str(tmp_path / f"{chapter.stem}.ipynb"),
-        parameters=with_run_folder(SMOKE_PARAMETERS[chapter.stem], tmp_path),
-        kernel_name="python3",
-        cwd=str(chapter.parent),
-        progress_bar=False,
+    folder = tmp_path / "book"
+    folder.mkdir()
+    path = smoke_notebook(
+        chapter, folder, with_run_folder(SMOKE_PARAMETERS[chapter.stem], tmp_path)
     )
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbmake", "--nbmake-timeout=900", "-p",
+         "no:cacheprovider", "-q", str(path)],
+        cwd=folder, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_papermill_reexecutes_a_chapter_with_new_parameters(tmp_path):
+    chapter = notebooks.ROOT / "book" / "index.md"
+    out = tmp_path / "index.ipynb"
+    papermill.execute_notebook(
+        str(notebooks.notebook_path(chapter)), str(out), parameters={"seed": 3, "batch_size": 8},
+        kernel_name="python3", cwd=str(chapter.parent), progress_bar=False,
+    )  # fmt: skip
+    injected = [
+        c
+        for c in nbformat.read(out, as_version=4).cells
+        if "injected-parameters" in c.metadata.get("tags", [])
+    ]
+    assert len(injected) == 1 and "seed = 3" in injected[0].source
+
+
+#: The chapters that read the repository's files, and the parameters that name them (which
+#: the Colab run leaves at their defaults).
+DATA_CHAPTERS = {
+    "results": ("run_dirs", "plan", "ablation_dir"),
+    "ablations": ("ablation_dir", "plan"),
+    "performance": ("bench_dir",),
+}
+
+
+def repository_archive(path: Path, staging: Path) -> Path:
+    """A ``.tar.gz`` laid out like the repository's archive on GitHub, holding the synthetic
+    dataset as ``book/data``, the bench reports, and the tiny plan as
+    ``campaigns/evidence.json`` (the chapters' default plan)."""
+    data = staging / "book" / "data"
+    write_dataset(data)
+    shutil.copytree(ROOT / "book" / "data" / "bench", data / "bench")
+    plan = json.loads((data / "campaigns" / "tiny.json").read_text())
+    for block in plan["blocks"]:
+        block["data"] = f"book/data/{block['data']}"  # the plan's root is the repository
+    (staging / "campaigns").mkdir()
+    (staging / "campaigns" / "evidence.json").write_text(json.dumps(plan))
+    with tarfile.open(path, "w:gz") as archive:
+        for folder in ("book", "campaigns"):
+            archive.add(staging / folder, arcname=f"redo-book-main/{folder}")
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", DATA_CHAPTERS)
+def test_data_chapter_runs_as_in_colab_without_the_data(name, tmp_path, monkeypatch):
+    """Colab simulated: an empty working folder with the notebook only, the repository's
+    archive a local copy; the chapter's first cell fetches what it reads."""
+    archive = repository_archive(tmp_path / "repo.tar.gz", tmp_path / "staging")
+    content = tmp_path / "colab" / "content"
+    content.mkdir(parents=True)
+    parameters = {
+        key: value
+        for key, value in with_run_folder(SMOKE_PARAMETERS[name], tmp_path).items()
+        if key not in DATA_CHAPTERS[name]
+    }
+    path = smoke_notebook(notebooks.ROOT / "book" / f"{name}.md", content, parameters)
+    monkeypatch.setenv(COLAB_VARIABLE, "1")
+    monkeypatch.setenv(SOURCE_VARIABLE, str(archive))
+    papermill.execute_notebook(
+        str(path), str(tmp_path / "out.ipynb"), kernel_name="python3", cwd=str(content),
+        progress_bar=False,
+    )  # fmt: skip
+    assert (content / "data").is_symlink() and (tmp_path / "colab" / "campaigns").is_dir()
+    assert (tmp_path / "colab" / "book" / "data" / "bench").is_dir()
 
 
 @pytest.mark.slow

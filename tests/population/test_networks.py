@@ -129,3 +129,12 @@ def test_loss_and_gradient_match_autograd(loss):
         torch.testing.assert_close(grad[k], q.grad[k])
     with pytest.raises(ValueError, match="loss must be one of"):
         loss_and_gradient("l1", q.detach(), target)
+
+
+def test_convolutions_with_large_patch_matrices_go_through_vmap():
+    assert BatchedSequential(minatar_cnn(10, 3), "huber").patch_entries((10, 10, 10)) == 5760
+    assert BatchedSequential(nature_cnn(4, 3), "huber").patch_entries((4, 84, 84)) == 102_400
+    small = stacked_network(minatar_cnn(10, 3), "huber", observation_shape=(10, 10, 10))
+    large = stacked_network(nature_cnn(4, 3), "huber", observation_shape=(4, 84, 84))
+    assert isinstance(small, BatchedSequential) and isinstance(large, VmappedSequential)
+    assert isinstance(stacked_network(nature_cnn(4, 3), "huber"), BatchedSequential)
