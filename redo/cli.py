@@ -115,14 +115,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
 }
 
 _BOOLEAN = ("redo", "save_replay_in_checkpoint")
-_CHOICES = {
-    "loss": LOSS_CHOICES,
-    "redo_score": SCORE_CHOICES,
-    "redo_selection": SELECTION_CHOICES,
-    "redo_init": INIT_CHOICES,
-    "redo_bias": BIAS_CHOICES,
-    "redo_step_mode": STEP_CHOICES,
-}
+_CHOICES = DQNConfig.CHOICES
 
 
 #: Grid axis (:class:`redo.population.sweep.Grid`) -> (option, type of a value, metavar, help) of

@@ -231,7 +231,8 @@ class DQNConfig:
         "log_interval": 1,
         "checkpoint_interval": 1,
     }
-    _CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+    #: settings with a fixed set of values, and the values
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
         "loss": LOSS_CHOICES,
         "redo_score": SCORE_CHOICES,
         "redo_selection": SELECTION_CHOICES,
@@ -274,7 +275,7 @@ class DQNConfig:
                 raise ConfigError(
                     name, f"{name} must be True or False, got {getattr(self, name)!r}"
                 )
-        for name, choices in self._CHOICES.items():
+        for name, choices in self.CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ConfigError(
                     name, f"{name} must be one of {list(choices)}, got {getattr(self, name)!r}"

@@ -61,9 +61,10 @@ class StackedNetwork(Protocol):
 
 #: The largest patch matrix per image (input channels x kernel x output positions) that the
 #: batched path gathers. Above it the gather outgrows the arithmetic: on the Nature CNN's
-#: first layer (102,400 entries per 84x84 frame) a population of 8 trained at a quarter of the
-#: single loop's speed on the book's CPU, where the vmapped path's grouped convolution, which
-#: builds no patch matrix, reached about 0.9 (the Performance chapter's Atari report).
+#: first layer (102,400 entries per 84x84 frame) a population of 8 made 10 env steps/s against
+#: the single loop's 38 in one ad-hoc run of the Atari bench on the book's 2-core CPU (not a
+#: stored report), where the vmapped path's grouped convolution, which builds no patch
+#: matrix, makes about three quarters of the single loop's speed (the stored Atari report).
 MAX_PATCH_ENTRIES = 16_384
 
 
