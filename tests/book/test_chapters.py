@@ -20,6 +20,7 @@ from pathlib import Path
 import nbformat
 import papermill
 import pytest
+from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 
 from redo.colab import COLAB_VARIABLE, SOURCE_VARIABLE
@@ -179,7 +180,7 @@ def test_chapter_has_a_parameters_cell(chapter):
 def smoke_notebook(chapter: Path, folder: Path, parameters: dict[str, object]) -> Path:
     """The chapter's Colab notebook with ``parameters`` injected (as papermill injects
     them), written into ``folder``."""
-    notebook = nbformat.read(notebooks.notebook_path(chapter), as_version=4)
+    notebook = load_notebook_node(str(notebooks.notebook_path(chapter)))  # with cell tags
     notebook = parameterize_notebook(notebook, parameters)
     path = folder / f"{chapter.stem}.ipynb"
     nbformat.write(notebook, path)
