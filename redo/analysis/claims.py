@@ -2,7 +2,7 @@
 
 A claim is a comparison in a stated direction ("ReDo has fewer dormant neurons than DQN").
 :func:`difference_ci` estimates the difference between two groups of runs with a stratified
-bootstrap (runs resampled within each game, as :func:`redo.analysis.bootstrap_ci` does), and
+bootstrap (runs resampled within each game, as :func:`redo.analysis.stats.bootstrap_ci` does), and
 :func:`verdict` reads the interval: *supported* when it excludes zero on the claimed side,
 *contradicted* when it excludes zero on the other side, *not resolved* when it contains zero.
 A verdict is about our runs at our scale, never about the paper's.

@@ -1,21 +1,20 @@
-"""From run records to the paper's figures and aggregate statistics.
+"""From run records to tidy tables: the first of the three steps the book's figures take.
 
-The book's figures are drawn in three steps, each testable on its own:
-
-1. **Tidy tables** (:func:`dormant_curves`, :func:`return_curves`, :func:`final_returns`,
-   :func:`final_dormant`): one row per observation, with the columns of :data:`ID_COLUMNS`
-   that say which run it came from. Everything is read from the configs stored in the run
-   records (``run.json``), never from folder names, so a run moved or renamed is still
-   grouped correctly. The config's ReDo threshold ``tau`` becomes the column ``redo_tau``,
-   because ``tau`` in :func:`dormant_curves` is the threshold a fraction was *measured* at.
-2. **Statistics** on those tables: per-game normalisation (:func:`normalise_per_game`), the
-   interquartile mean (:func:`iqm`) and stratified bootstrap intervals (:func:`bootstrap_ci`),
-   as rliable (Agarwal et al., 2021, "Deep RL at the Edge of the Statistical Precipice")
-   recommends for few runs per game. These are pure functions on DataFrames and arrays, so
-   tests can feed them hand-made numbers.
-3. **Figures** (``plot_*``) that take tidy tables and return a matplotlib ``Figure``, and
-   :func:`describe_runs`, the caption that says how many runs, seeds and steps a figure shows
-   and where and with which code the runs were made.
+1. **Tidy tables** (this module: :func:`dormant_curves`, :func:`return_curves`,
+   :func:`final_returns`, :func:`final_dormant` and the rest): one row per observation, with
+   the columns of :data:`ID_COLUMNS` that say which run it came from. Everything is read from
+   the configs stored in the run records (``run.json``), never from folder names, so a run
+   moved or renamed is still grouped correctly, and never from the population a run was
+   trained in. The config's ReDo threshold ``tau`` becomes the column ``redo_tau``, because
+   ``tau`` in :func:`dormant_curves` is the threshold a fraction was *measured* at. Per-game
+   normalisation (:func:`normalise_per_game`) lives here too.
+2. **Statistics** on those tables (:mod:`redo.analysis.stats`, :mod:`redo.analysis.claims`):
+   the interquartile mean and stratified bootstrap intervals, as rliable (Agarwal et al.,
+   2021) recommends for few runs per game; pure functions, so tests feed them hand-made
+   numbers.
+3. **Figures** (:mod:`redo.analysis.figures`) that take tidy tables and return a matplotlib
+   ``Figure``, and captions (:mod:`redo.analysis.describe`) that say how many runs, seeds and
+   steps a figure shows and where and with which code the runs were made.
 """
 
 from __future__ import annotations
