@@ -7,12 +7,17 @@ agent.
 
 **Storage.** Every kind of per-parameter state (the parameters, the target network's, Adam's
 two moments, the gradients) lives in one flat buffer (:class:`FlatState`), with a
-``(K, *shape)`` view per named parameter. Adam (:func:`redo.core.optim.adam_update_`) then
-runs over each flat buffer at once: a handful of element-wise passes per update, whatever the
-number of layers. Adam's clock (the step count and its bias corrections) is one number for the
-whole population, since every agent makes every update, until a reset with
-``step_mode="elementwise"`` or ``"zero_all"`` needs it per entry; it is then widened to a flat
-buffer of its own.
+``(K, *shape)`` view per named parameter. Adam's clock (the step count) is one number for
+the whole population, since every agent makes every update. While it is, and the agents share
+a learning rate (the paper's ReDo keeps the step count), the update is the kernel of torch's
+fused Adam (``torch._fused_adam_``, what ``torch.optim.Adam(fused=True)`` calls), given one
+tensor per agent and parameter: one pass over the buffers, and an agent's arithmetic that does
+not depend on the population's size (over whole flat buffers, the kernel's vectorised tail
+would make the last bits of an agent's update depend on K). A reset with
+``step_mode="elementwise"`` or ``"zero_all"`` needs the clock per entry: it is then widened to
+flat buffers of its own (the counts and their bias corrections) and the update becomes
+:func:`redo.core.optim.adam_update_` over each flat buffer, the arithmetic of
+:class:`redo.core.optim.ElementwiseAdam`.
 
 Everything per agent stays per agent: its parameters, its target network, its Adam moments,
 its learning rate. ReDo is per agent too: :meth:`PopulationLearner.scores` scores any agents
