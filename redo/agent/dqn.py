@@ -199,9 +199,7 @@ def dqn_loop(config: DQNConfig, folder: Path, resume: bool = False, progress: bo
                             config, q_network, target_network, optimizer, replay, streams, loss_fn
                         )  # scores: the deciding batch's activation scores, before the reset
                         state.time_redo_s += time.perf_counter() - tic
-                        state.redo_calls += 1
-                        state.recycled += report.total
-                        state.recycled_total += report.total
+                        state.count_recycled(report.masks)
 
                     if state.grad_step % config.log_interval == 0:
                         tic = time.perf_counter()

@@ -1,7 +1,8 @@
 """What one agent logs: dormant fractions at the paper's thresholds, and its metric rows.
 
 Every ``log_interval`` gradient steps a metrics row records the dormant fractions (measured
-whether or not ReDo is on), what ReDo recycled, the mean TD loss and Q, epsilon, speed, mean
+whether or not ReDo is on), what ReDo recycled (``redo/recycled_again``: how many of those
+the check before had recycled too, i.e. neurons a reset did not revive), the mean TD loss and Q, epsilon, speed, mean
 episode return, and the cumulative wall time spent in gradient steps, in dormant scoring for
 the log, and in ReDo resets. At a gradient step where ReDo also recycles, the fractions are
 those of the batch that decided the reset, measured *before* it (as the official code logs
@@ -19,6 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from redo.core.dormant import PAPER_TAUS, dormant_scores, dormant_summary
@@ -70,6 +72,8 @@ class LoopState:
     updates_from_grad_step: int = 0
     redo_calls: int = 0
     recycled_total: int = 0
+    #: the hidden neurons (indices over the layers in order) recycled at the last ReDo check
+    recycled_last: list[int] = field(default_factory=list)
     time_update_s: float = 0.0
     time_score_s: float = 0.0
     time_redo_s: float = 0.0
@@ -78,6 +82,7 @@ class LoopState:
     q_sum: float = 0.0
     updates: int = 0
     recycled: int = 0
+    recycled_again: int = 0
     returns: list[float] = field(default_factory=list)
     # wall clock of the interval (not saved: a resumed run measures its own speed)
     clock_start: float = field(default_factory=time.perf_counter)
@@ -87,9 +92,22 @@ class LoopState:
 
     def start_interval(self) -> None:
         self.loss_sum = self.q_sum = 0.0
-        self.updates = self.recycled = 0
+        self.updates = self.recycled = self.recycled_again = 0
         self.returns = []
         self.clock_start, self.clock_env_step = time.perf_counter(), self.env_step
+
+    def count_recycled(self, masks: Mapping[str, Tensor]) -> int:
+        """Count one ReDo check that recycled the neurons in ``masks`` (``{layer: bool}``) and
+        return how many it recycled. ``recycled_again`` counts those the check before had
+        recycled too: neurons that a reset did not bring back to life within one period."""
+        chosen = torch.cat([mask.flatten() for mask in masks.values()]).nonzero().flatten()
+        chosen_list = chosen.tolist()
+        self.recycled_again += len(set(chosen_list) & set(self.recycled_last))
+        self.recycled_last = chosen_list
+        self.redo_calls += 1
+        self.recycled += len(chosen_list)
+        self.recycled_total += len(chosen_list)
+        return len(chosen_list)
 
     def refill_before_learning(self, learning_starts: int) -> None:
         """Learn again only after ``learning_starts`` new transitions, and count the replay
@@ -121,6 +139,7 @@ def metrics_row(
         "grad_step": state.grad_step,
         **dormant,
         "redo/recycled": state.recycled,
+        "redo/recycled_again": state.recycled_again,
         "redo/recycled_total": state.recycled_total,
         "redo/calls": state.redo_calls,
         "redo/scored_before_reset": int(before_reset),

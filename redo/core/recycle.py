@@ -65,12 +65,14 @@ MOMENT_KEYS: tuple[str, ...] = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
 @dataclass(frozen=True)
 class RecycleReport:
-    """What one call of :func:`recycle_dormant` did: recycled neurons per layer, and the
-    scores that chose them (measured before the reset)."""
+    """What one call of :func:`recycle_dormant` did: recycled neurons per layer (``masks``
+    says which, ``recycled`` how many), and the scores that chose them (measured before the
+    reset)."""
 
     recycled: dict[str, int]
     neurons: dict[str, int]
     scores: dict[str, Tensor]
+    masks: dict[str, Tensor]
 
     @property
     def total(self) -> int:
@@ -218,6 +220,7 @@ def reset_neurons(
         recycled={name: int(mask.sum()) for name, mask in full_masks.items()},
         neurons={name: layer.width for name, layer in layers.items()},
         scores=dict(scores or {}),
+        masks={name: mask.cpu() for name, mask in full_masks.items()},
     )
 
 

@@ -413,11 +413,7 @@ class Lockstep:
                     step_mode=config.redo_step_mode,
                     whole_network=config.redo_selection == "all", generator=generator,
                 )  # fmt: skip
-                recycled = sum(int(m.sum()) for m in masks.values())
-                state = self.states[i]
-                state.redo_calls += 1
-                state.recycled += recycled
-                state.recycled_total += recycled
+                self.states[i].count_recycled(masks)
                 by_agent[i] = {name: s[j] for name, s in logged.items()}
         return by_agent
 

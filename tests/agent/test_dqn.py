@@ -298,11 +298,16 @@ def test_rows_at_a_reset_show_the_scores_that_decided_it(env_id, monkeypatch):
     assert len(metrics) == len(calls) == 7
     assert metrics["redo/scored_before_reset"].eq(1).all()
     taus = logged_taus(config)
+    previous: set[int] = set()
     for (_, row), call in zip(metrics.iterrows(), calls, strict=True):
         expected = dormant_columns_from_scores(call["report"].scores, taus)
         for column, value in expected.items():
             assert row[column] == pytest.approx(value, abs=1e-12), column
         assert row["redo/recycled"] == call["report"].total
+        masks = call["report"].masks.values()
+        chosen = set(torch.cat([m.flatten() for m in masks]).nonzero().flatten().tolist())
+        assert row["redo/recycled_again"] == len(chosen & previous)
+        previous = chosen
 
 
 def test_a_row_at_a_reset_of_everything_shows_the_fractions_before_it(monkeypatch):
@@ -318,6 +323,7 @@ def test_a_row_at_a_reset_of_everything_shows_the_fractions_before_it(monkeypatc
     after = call["after"]
     assert call["report"].total == sum(call["report"].neurons.values())  # all recycled
     assert first["redo/recycled"] == 120 + 84
+    assert first["redo/recycled_again"] == 0 and metrics.iloc[1]["redo/recycled_again"] == 120 + 84
     assert first["dormant/tau=1e+06"] == 1.0  # before the reset every neuron is tau-dormant
     assert first["dormant/tau=0/fc1"] >= 0.5  # the dead half of fc1, before the reset
     assert after["dormant/tau=0/fc1"] < 0.1  # after it, fc1's fresh neurons fire

@@ -87,6 +87,23 @@ def test_loop_state_round_trips_without_its_clock():
     assert restored.returns == [1.0, 2.0]  # a copy, not the saved list
 
 
+def test_count_recycled_counts_the_neurons_a_reset_did_not_revive():
+    state = LoopState()
+    first = {"conv": torch.tensor([True, False]), "fc": torch.tensor([True, True, False])}
+    assert state.count_recycled(first) == 3
+    assert (state.recycled, state.recycled_again, state.recycled_last) == (3, 0, [0, 2, 3])
+    second = {"conv": torch.tensor([True, True]), "fc": torch.tensor([False, True, False])}
+    assert state.count_recycled(second) == 3  # conv 0 and fc 1 were recycled last time too
+    assert (state.redo_calls, state.recycled, state.recycled_total) == (2, 6, 6)
+    assert (state.recycled_again, state.recycled_last) == (2, [0, 1, 3])
+    assert metrics_row(state, {}, 0.1, before_reset=True)["redo/recycled_again"] == 2
+    restored = LoopState()
+    restored.load_state_dict(state.state_dict())
+    assert restored.recycled_last == [0, 1, 3]  # a resume remembers the last check
+    state.start_interval()
+    assert (state.recycled, state.recycled_again, state.recycled_total) == (0, 0, 6)
+
+
 def test_start_interval_and_refill():
     state = LoopState(env_step=300, grad_step=40, loss_sum=2.0, updates=4, recycled=3)
     state.returns = [5.0]

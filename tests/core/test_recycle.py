@@ -259,6 +259,8 @@ def test_layers_missing_from_masks_are_untouched_and_report_counts():
     assert report.neurons == {"0": 4, "2": 5, "5": 6}
     assert report.total == 3
     assert report.fraction == pytest.approx(3 / 15)
+    assert report.masks["2"].tolist() == [True, False, True, True, False]
+    assert not report.masks["0"].any() and report.masks["5"].shape == (6,)
     for name in ("0.weight", "0.bias", "5.bias", "7.weight", "7.bias"):
         assert torch.equal(before[name], snapshot(model)[name])
 
