@@ -164,6 +164,27 @@ def plot_layer_dormant_curves(curves: pd.DataFrame) -> Figure:
     )
 
 
+def plot_recycling(curves: pd.DataFrame) -> Figure:
+    """Neurons ReDo recycles per check over training, and how many of them the check before
+    had recycled too: a panel per game (columns) and per measure (rows), line style by replay
+    ratio; mean over seeds with a min-max band.
+
+    ``curves`` is a :func:`recycling_curves` table.
+    """
+    fig = _facet_lines(
+        curves,
+        x="env_step",
+        y="neurons",
+        row="measure",
+        col="game",
+        style="replay_ratio",
+        style_label=lambda rr: f"replay ratio {rr:g}",
+        titles=lambda measure, game: f"{game}, {measure}",
+        sharey="all",
+    )
+    return _label_axes(fig, "environment steps", "neurons per check", "What ReDo recycles")
+
+
 def plot_dormant_vs_replay_ratio(final_dormant: pd.DataFrame) -> Figure:
     """Dormant neurons (%) at the end of training against the replay ratio (log scale), a
     panel per game (and a row per threshold), colour by method; mean over seeds with a band.
@@ -328,6 +349,7 @@ __all__ = [
     "plot_dormant_curves",
     "plot_dormant_vs_replay_ratio",
     "plot_layer_dormant_curves",
+    "plot_recycling",
     "plot_returns",
     "plot_variants",
 ]

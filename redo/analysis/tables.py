@@ -233,6 +233,47 @@ def before_reset_share(runs: Iterable[Run]) -> float:
     return float(values.mean()) if len(values) else float("nan")
 
 
+#: The metrics columns of what ReDo recycled in a row's interval, by the name
+#: :func:`recycling_curves` gives each measure (:mod:`redo.agent.metrics`).
+RECYCLING_COLUMNS: dict[str, str] = {
+    "recycled": "redo/recycled",
+    "recycled again": "redo/recycled_again",
+}
+
+
+def recycling_curves(runs: Iterable[Run]) -> pd.DataFrame:
+    """What ReDo recycled over training, per check, long: one row per ReDo run, logged row
+    with at least one check, and measure.
+
+    Columns: :data:`ID_COLUMNS`, ``env_step``, ``measure`` (``"recycled"``: neurons recycled;
+    ``"recycled again"``: those of them the check before had recycled too, i.e. that one
+    period after their reset were dormant again) and ``neurons`` (per check, the mean over the
+    row's checks). Runs without ReDo add no rows, and a run whose metrics lack a measure's
+    column (runs recorded before ``redo/recycled_again`` was logged) adds no rows for it.
+    """
+    frames = []
+    for run in runs_given(runs):
+        if not run.config.get("redo") or not len(run.metrics):
+            continue
+        metrics = run.metrics
+        checks = metrics["redo/calls"].diff().fillna(metrics["redo/calls"])
+        at_check = checks > 0
+        for measure, column in RECYCLING_COLUMNS.items():
+            if column not in metrics.columns:
+                continue
+            table = pd.DataFrame(
+                {
+                    "env_step": metrics["env_step"][at_check],
+                    "measure": measure,
+                    "neurons": metrics[column][at_check] / checks[at_check],
+                }
+            )
+            frames.append(_with_identity(run, table))
+    if not frames:
+        raise ValueError("no ReDo run has logged a check yet")
+    return pd.concat(frames, ignore_index=True)
+
+
 def return_curves(runs: Iterable[Run], window: int) -> pd.DataFrame:
     """Episode returns over training, smoothed on a grid of ``window`` env steps.
 
@@ -623,6 +664,7 @@ __all__ = [
     "METHOD_NAMES",
     "PAPER_REDO",
     "RANDOM_SELECTION",
+    "RECYCLING_COLUMNS",
     "ablation_variant",
     "before_reset_share",
     "config_identity",
@@ -638,6 +680,7 @@ __all__ = [
     "layer_dormant_curves",
     "normalise_per_game",
     "random_returns",
+    "recycling_curves",
     "reference_returns",
     "return_curves",
     "variant_order",

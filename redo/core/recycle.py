@@ -44,13 +44,19 @@ from redo.core.dormant import dormant_masks, dormant_scores
 from redo.core.optim import CLOCK_RESTART, ElementwiseAdam, restart_clock_
 from redo.core.structure import HiddenLayer, hidden_layers, weight_layers
 
-InitName = Literal["default", "xavier_uniform", "lecun_normal", "kaiming_uniform"]
+InitName = Literal["default", "xavier_uniform", "lecun_normal", "kaiming_uniform", "scaled"]
 BiasMode = Literal["zero", "redraw"]
 StepMode = Literal["keep", "elementwise", "zero_all"]
 Selection = Literal["dormant", "random", "all"]
 ScoreName = Literal["activation", "gradient"]
 
-INIT_CHOICES: tuple[str, ...] = ("default", "xavier_uniform", "lecun_normal", "kaiming_uniform")
+INIT_CHOICES: tuple[str, ...] = (
+    "default",
+    "xavier_uniform",
+    "lecun_normal",
+    "kaiming_uniform",
+    "scaled",
+)
 BIAS_CHOICES: tuple[str, ...] = ("zero", "redraw")
 STEP_CHOICES: tuple[str, ...] = ("keep", "elementwise", "zero_all")
 SELECTION_CHOICES: tuple[str, ...] = ("dormant", "random", "all")
@@ -250,6 +256,8 @@ def reset_tensors(
         if mask.any():
             rows = _rows(mask, layer.weight)
             fresh = init_like(layer.weight, init, generator)
+            if init == "scaled":
+                fresh = scaled_to_layer(fresh, layer.weight, mask)
             layer.weight.copy_(torch.where(rows, fresh, layer.weight))
             touch(layer.weight, rows)
             if layer.bias is not None:
@@ -295,10 +303,13 @@ def init_like(weight: Tensor, init: InitName, generator: torch.Generator | None 
     * ``lecun_normal``: truncated normal with variance ``1/fan_in`` (JAX/Flax's default).
     * ``kaiming_uniform``: He uniform for ReLU, ``U(-sqrt(6/fan_in), sqrt(6/fan_in))``, the
       bound the PyTorch seed repository uses, about 2.45x PyTorch's default.
+    * ``scaled``: drawn as ``default``; a reset then rescales each recycled neuron's
+      incoming weights to the layer's trained scale (:func:`scaled_to_layer`). Where nothing
+      is left to measure that scale (a whole-network reset), it stays ``default``.
     """
     fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(weight)
     fresh = torch.empty_like(weight)
-    if init == "default":
+    if init in ("default", "scaled"):
         bound = 1 / math.sqrt(fan_in)
     elif init == "xavier_uniform":
         bound = math.sqrt(6 / (fan_in + fan_out))
@@ -311,6 +322,24 @@ def init_like(weight: Tensor, init: InitName, generator: torch.Generator | None 
     else:
         _check_choice("init", init, INIT_CHOICES)
     return fresh.uniform_(-bound, bound, generator=generator)
+
+
+def scaled_to_layer(fresh: Tensor, weight: Tensor, mask: Tensor) -> Tensor:
+    """``fresh`` with every neuron's incoming weights (a row, or an output channel's kernel)
+    rescaled to the mean L2 norm of the incoming weights of ``weight``'s neurons that
+    ``mask`` does not recycle: the official code's ``weight_scaling=True`` option.
+
+    Why: a trained layer's weights grow far beyond their initial scale, so a neuron redrawn
+    at that scale starts with a normalised score well below the others' and may be dormant
+    again at the next check. When every neuron is recycled there is no trained scale to
+    copy, and ``fresh`` is returned as drawn.
+    """
+    kept = ~mask
+    if not kept.any():
+        return fresh
+    target = weight.flatten(1)[kept].norm(dim=1).mean()
+    norms = fresh.flatten(1).norm(dim=1).clamp_min(torch.finfo(fresh.dtype).tiny)
+    return fresh * (target / norms).view(-1, *([1] * (fresh.dim() - 1)))
 
 
 def fresh_bias(
@@ -437,5 +466,6 @@ __all__ = [
     "reinitialise_tensors",
     "reset_neurons",
     "reset_tensors",
+    "scaled_to_layer",
     "select_neurons",
 ]

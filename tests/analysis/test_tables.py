@@ -7,6 +7,7 @@ checked by hand.
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,7 @@ from redo.analysis.tables import (
     layer_dormant_curves,
     normalise_per_game,
     random_returns,
+    recycling_curves,
     reference_returns,
     return_curves,
     run_identity,
@@ -568,3 +570,30 @@ def test_before_reset_share_reads_the_redo_runs(tmp_path, runs):
                     {"env_step": 300 + i, "grad_step": i, "redo/scored_before_reset": flag}
                 )
     assert before_reset_share(load_runs(tmp_path)) == pytest.approx(0.75)
+
+
+def test_recycling_curves_give_neurons_per_check_and_skip_what_was_not_logged(tmp_path):
+    rows = {  # env_step: (calls so far, recycled, recycled again) in that row's interval
+        300: (1, 10, 0),
+        400: (1, 0, 0),  # no check in this interval: no point
+        500: (3, 12, 8),  # two checks: 6 neurons and 4 again per check
+    }
+    for name, redo, again in (("redo", True, True), ("old", True, False), ("dqn", False, True)):
+        config = DQNConfig.for_env("MinAtar/Breakout-v1", redo=redo, total_steps=1000).to_dict()
+        with RunWriter(tmp_path / name, config) as writer:
+            for step, (calls, recycled, recycled_again) in rows.items():
+                row = {"env_step": step, "grad_step": step, "redo/calls": calls}
+                row |= {"redo/recycled": recycled}
+                if again:
+                    row |= {"redo/recycled_again": recycled_again}
+                writer.log_metrics(row)
+    curves = recycling_curves(load_runs(tmp_path))
+    assert list(curves.columns) == [*ID_COLUMNS, "env_step", "measure", "neurons"]
+    assert set(curves["run"].map(lambda run: Path(run).name)) == {"redo", "old"}  # not DQN
+    redo = curves[curves["run"].str.endswith("redo")]
+    table = redo.pivot(index="env_step", columns="measure", values="neurons")
+    assert table.to_dict("list") == {"recycled": [10.0, 6.0], "recycled again": [0.0, 4.0]}
+    old = curves[curves["run"].str.endswith("old")]
+    assert set(old["measure"]) == {"recycled"}  # recorded before the column existed
+    with pytest.raises(ValueError, match="no ReDo run has logged a check yet"):
+        recycling_curves([run for run in load_runs(tmp_path) if run.folder.name == "dqn"])

@@ -10,6 +10,7 @@ from torch import nn
 from redo.core.dormant import dormant_masks, dormant_scores
 from redo.core.optim import ElementwiseAdam
 from redo.core.recycle import (
+    INIT_CHOICES,
     LayerTensors,
     fresh_bias,
     init_like,
@@ -685,6 +686,39 @@ def test_lecun_normal_has_std_one_over_sqrt_fan_in_truncated_at_two_sigma(build,
     assert weight.abs().max() > 0.98 * cut
 
 
+@pytest.mark.parametrize("build", [wide_linear, wide_conv])
+def test_scaled_init_gives_recycled_neurons_the_mean_norm_of_the_others(build):
+    model = build()
+    with torch.no_grad():
+        model[0].weight.mul_(
+            torch.linspace(1, 10, model[0].weight.shape[0]).view(
+                -1, *[1] * (model[0].weight.dim() - 1)
+            )
+        )
+    width = model[0].weight.shape[0]
+    mask = torch.zeros(width, dtype=torch.bool)
+    mask[::3] = True
+    norms = model[0].weight.detach().flatten(1).norm(dim=1)
+    target = norms[~mask].mean()
+    reset_neurons(model, None, {"0": mask}, init="scaled", generator=gen(5))
+    after = model[0].weight.detach().flatten(1)
+    torch.testing.assert_close(after[mask].norm(dim=1), target.expand(int(mask.sum())))
+    torch.testing.assert_close(after[~mask].norm(dim=1), norms[~mask])
+    # the direction is the default draw's: scaling changes the norm, not the weights' pattern
+    plain = build()
+    reset_neurons(plain, None, {"0": mask}, generator=gen(5))
+    drawn = plain[0].weight.detach().flatten(1)[mask]
+    cosine = (drawn * after[mask]).sum(1) / (drawn.norm(dim=1) * after[mask].norm(dim=1))
+    torch.testing.assert_close(cosine, torch.ones_like(cosine))
+
+
+def test_scaled_init_of_a_fully_recycled_layer_is_the_default_draw():
+    model, plain = wide_linear(), wide_linear()
+    assert torch.equal(
+        reset_all(model, init="scaled", generator=gen(2)), reset_all(plain, generator=gen(2))
+    )
+
+
 def test_bias_zero_and_redraw():
     model = wide_linear()
     mask = torch.zeros(300, dtype=torch.bool)
@@ -703,7 +737,7 @@ def test_bias_zero_and_redraw():
 
 
 @pytest.mark.parametrize("bias", ["zero", "redraw"])
-@pytest.mark.parametrize("init", ["default", "xavier_uniform", "lecun_normal", "kaiming_uniform"])
+@pytest.mark.parametrize("init", INIT_CHOICES)
 def test_a_generator_makes_resets_reproducible(init, bias):
     masks = {"0": torch.tensor([True, False] * 4), "2": torch.tensor([False, True] * 3 + [True])}
     results = []
@@ -721,7 +755,7 @@ def test_a_generator_makes_resets_reproducible(init, bias):
 
 def test_init_like_keeps_shape_and_dtype():
     weight = torch.zeros(6, 3, 2, 2, dtype=torch.float64)
-    for init in ("default", "xavier_uniform", "lecun_normal", "kaiming_uniform"):
+    for init in INIT_CHOICES:
         fresh = init_like(weight, init, generator=gen())
         assert fresh.shape == weight.shape and fresh.dtype == torch.float64
         assert (fresh != 0).all()

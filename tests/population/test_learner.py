@@ -151,7 +151,8 @@ def trained_learner_and_singles(kind, seeds=(0, 1, 2)):
 
 @pytest.mark.parametrize("kind", NETWORKS)
 @pytest.mark.parametrize("selection", ["dormant", "random", "all"])
-def test_reset_of_one_agent_is_the_single_networks_reset(kind, selection):
+@pytest.mark.parametrize("init", ["default", "scaled"])
+def test_reset_of_one_agent_is_the_single_networks_reset(kind, selection, init):
     learner, singles = trained_learner_and_singles(kind)
     before = {name: view.clone() for name, view in learner.params.items()}
     obs = observations(kind, (1, 32, *NETWORKS[kind][1]), seed=4)
@@ -160,12 +161,12 @@ def test_reset_of_one_agent_is_the_single_networks_reset(kind, selection):
     masks = select_neurons(scores, tau, selection, torch.Generator().manual_seed(7))
     generator = torch.Generator().manual_seed(9)
     learner.reset(
-        1, masks, init="default", bias="zero", step_mode="keep",
+        1, masks, init=init, bias="zero", step_mode="keep",
         whole_network=selection == "all", generator=generator,
     )  # fmt: skip
     net, adam = singles[1]
     reset_neurons(
-        net, adam, masks, whole_network=selection == "all",
+        net, adam, masks, init=init, whole_network=selection == "all",
         generator=torch.Generator().manual_seed(9),
     )  # fmt: skip
     for name, p in net.named_parameters():
