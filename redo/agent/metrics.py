@@ -2,9 +2,9 @@
 
 Every ``log_interval`` gradient steps a metrics row records the dormant fractions (measured
 whether or not ReDo is on), what ReDo recycled (``redo/recycled_again``: how many of those
-the check before had recycled too, i.e. neurons a reset did not revive), the mean TD loss and Q, epsilon, speed, mean
-episode return, and the cumulative wall time spent in gradient steps, in dormant scoring for
-the log, and in ReDo resets. At a gradient step where ReDo also recycles, the fractions are
+the check before had recycled too, i.e. neurons a reset did not revive), the mean TD loss
+and Q, epsilon, speed, mean episode return, and the cumulative wall time spent in gradient
+steps, in dormant scoring for the log, and in ReDo resets. At a gradient step where ReDo also recycles, the fractions are
 those of the batch that decided the reset, measured *before* it (as the official code logs
 them), and ``redo/scored_before_reset`` is 1; between resets they come from a score batch of
 their own. A row right after a reset therefore never shows the neurons ReDo just revived.
