@@ -248,12 +248,13 @@ def recycling_curves(runs: Iterable[Run]) -> pd.DataFrame:
     Columns: :data:`ID_COLUMNS`, ``env_step``, ``measure`` (``"recycled"``: neurons recycled;
     ``"recycled again"``: those of them the check before had recycled too, i.e. that one
     period after their reset were dormant again) and ``neurons`` (per check, the mean over the
-    row's checks). Runs without ReDo add no rows, and a run whose metrics lack a measure's
-    column (runs recorded before ``redo/recycled_again`` was logged) adds no rows for it.
+    row's checks). Runs without ReDo or without the column ``redo/calls`` add no rows, and a
+    run whose metrics lack a measure's column (runs recorded before ``redo/recycled_again``
+    was logged) adds no rows for it. With no such rows at all the table is empty.
     """
-    frames = []
+    frames = [pd.DataFrame(columns=[*ID_COLUMNS, "env_step", "measure", "neurons"])]
     for run in runs_given(runs):
-        if not run.config.get("redo") or not len(run.metrics):
+        if not run.config.get("redo") or "redo/calls" not in run.metrics.columns:
             continue
         metrics = run.metrics
         checks = metrics["redo/calls"].diff().fillna(metrics["redo/calls"])
@@ -269,8 +270,6 @@ def recycling_curves(runs: Iterable[Run]) -> pd.DataFrame:
                 }
             )
             frames.append(_with_identity(run, table))
-    if not frames:
-        raise ValueError("no ReDo run has logged a check yet")
     return pd.concat(frames, ignore_index=True)
 
 

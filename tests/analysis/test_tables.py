@@ -595,5 +595,9 @@ def test_recycling_curves_give_neurons_per_check_and_skip_what_was_not_logged(tm
     assert table.to_dict("list") == {"recycled": [10.0, 6.0], "recycled again": [0.0, 4.0]}
     old = curves[curves["run"].str.endswith("old")]
     assert set(old["measure"]) == {"recycled"}  # recorded before the column existed
-    with pytest.raises(ValueError, match="no ReDo run has logged a check yet"):
-        recycling_curves([run for run in load_runs(tmp_path) if run.folder.name == "dqn"])
+    dqn_only = recycling_curves([run for run in load_runs(tmp_path) if run.folder.name == "dqn"])
+    assert dqn_only.empty and list(dqn_only.columns) == list(curves.columns)
+
+
+def test_recycling_curves_of_runs_that_never_logged_checks_are_empty(runs):
+    assert recycling_curves(runs).empty  # the synthetic runs log no redo/calls column
