@@ -4,10 +4,11 @@ Every ``log_interval`` gradient steps a metrics row records the dormant fraction
 whether or not ReDo is on), what ReDo recycled (``redo/recycled_again``: how many of those
 the check before had recycled too, i.e. neurons a reset did not revive), the mean TD loss
 and Q, epsilon, speed, mean episode return, and the cumulative wall time spent in gradient
-steps, in dormant scoring for the log, and in ReDo resets. At a gradient step where ReDo also recycles, the fractions are
-those of the batch that decided the reset, measured *before* it (as the official code logs
-them), and ``redo/scored_before_reset`` is 1; between resets they come from a score batch of
-their own. A row right after a reset therefore never shows the neurons ReDo just revived.
+steps, in dormant scoring for the log, and in ReDo resets. At a gradient step where ReDo
+also recycles, the fractions are those of the batch that decided the reset, measured
+*before* it (as the official code logs them), and ``redo/scored_before_reset`` is 1; between
+resets they come from a score batch of their own. A row right after a reset therefore never
+shows the neurons ReDo just revived.
 """
 
 from __future__ import annotations
@@ -101,13 +102,12 @@ class LoopState:
         return how many it recycled. ``recycled_again`` counts those the check before had
         recycled too: neurons that a reset did not bring back to life within one period."""
         chosen = torch.cat([mask.flatten() for mask in masks.values()]).nonzero().flatten()
-        chosen_list = chosen.tolist()
-        self.recycled_again += len(set(chosen_list) & set(self.recycled_last))
-        self.recycled_last = chosen_list
+        self.recycled_again += len(set(chosen.tolist()) & set(self.recycled_last))
+        self.recycled_last = chosen.tolist()
         self.redo_calls += 1
-        self.recycled += len(chosen_list)
-        self.recycled_total += len(chosen_list)
-        return len(chosen_list)
+        self.recycled += len(chosen)
+        self.recycled_total += len(chosen)
+        return len(chosen)
 
     def refill_before_learning(self, learning_starts: int) -> None:
         """Learn again only after ``learning_starts`` new transitions, and count the replay
