@@ -31,6 +31,16 @@ def level(game, redo, rr, seed):
     return 10 * (1 + game) * (2 if redo else 1) * (1 + rr) + seed
 
 
+def recycling_columns(step):
+    """What a ReDo run logs of its checks in the row at ``step``: one check per row, which
+    recycled ``step // 100`` neurons, half of them (rounded down) recycled again."""
+    return {
+        "redo/calls": LOG_STEPS.index(step) + 1,
+        "redo/recycled": step // 100,
+        "redo/recycled_again": step // 200,
+    }
+
+
 def write_synthetic_run(folder, env_id, redo, rr, seed, *, population=None, **overrides):
     """One finished run of the single-agent loop, or of a population if ``population``
     (``{"id", "size", "index"}``) is given; ``overrides`` are DQNConfig settings."""
@@ -53,6 +63,7 @@ def write_synthetic_run(folder, env_id, redo, rr, seed, *, population=None, **ov
             writer.log_metrics(
                 {"env_step": step, "grad_step": step - LEARNING_STARTS, **dormant, "loss": 0.5}
                 | {"dormant/tau=0.1/fc1": 0.0}
+                | (recycling_columns(step) if redo else {})
             )
         random_return = RANDOM_BASE[game_name(env_id)] + seed
         writer.log_episode(100, random_return, 100)

@@ -252,7 +252,7 @@ def recycling_curves(runs: Iterable[Run]) -> pd.DataFrame:
     run whose metrics lack a measure's column (runs recorded before ``redo/recycled_again``
     was logged) adds no rows for it. With no such rows at all the table is empty.
     """
-    frames = [pd.DataFrame(columns=[*ID_COLUMNS, "env_step", "measure", "neurons"])]
+    frames = []
     for run in runs_given(runs):
         if not run.config.get("redo") or "redo/calls" not in run.metrics.columns:
             continue
@@ -270,6 +270,8 @@ def recycling_curves(runs: Iterable[Run]) -> pd.DataFrame:
                 }
             )
             frames.append(_with_identity(run, table))
+    if not frames:  # an empty frame in the concat would make every column an object column
+        return pd.DataFrame(columns=[*ID_COLUMNS, "env_step", "measure", "neurons"])
     return pd.concat(frames, ignore_index=True)
 
 

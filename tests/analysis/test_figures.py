@@ -10,6 +10,7 @@ from redo.analysis.figures import (
     plot_dormant_curves,
     plot_dormant_vs_replay_ratio,
     plot_layer_dormant_curves,
+    plot_recycling,
     plot_returns,
     plot_variants,
 )
@@ -21,6 +22,7 @@ from redo.analysis.tables import (
     layer_dormant_curves,
     normalise_per_game,
     random_returns,
+    recycling_curves,
     return_curves,
     variant_order,
     with_variants,
@@ -158,6 +160,15 @@ def test_plot_layer_dormant_curves(runs):
     )
     with pytest.raises(ValueError, match="several thresholds"):
         plot_layer_dormant_curves(two)
+
+
+def test_plot_recycling(runs):
+    fig = plot_recycling(recycling_curves(runs))
+    assert len(fig.axes) == 4  # 2 measures x 2 games
+    lines = by_label(panel(fig, "Breakout, recycled"))
+    assert sorted(lines) == ["DQN+ReDo, replay ratio 0.25", "DQN+ReDo, replay ratio 1"]
+    line = lines["DQN+ReDo, replay ratio 1"]
+    np.testing.assert_allclose(line.get_ydata(), np.array(LOG_STEPS) // 100)
 
 
 def test_plot_variants_shows_every_run(runs):

@@ -589,6 +589,7 @@ def test_recycling_curves_give_neurons_per_check_and_skip_what_was_not_logged(tm
                 writer.log_metrics(row)
     curves = recycling_curves(load_runs(tmp_path))
     assert list(curves.columns) == [*ID_COLUMNS, "env_step", "measure", "neurons"]
+    assert curves["neurons"].dtype == np.float64 and curves["env_step"].dtype == np.int64
     assert set(curves["run"].map(lambda run: Path(run).name)) == {"redo", "old"}  # not DQN
     redo = curves[curves["run"].str.endswith("redo")]
     table = redo.pivot(index="env_step", columns="measure", values="neurons")
@@ -599,5 +600,9 @@ def test_recycling_curves_give_neurons_per_check_and_skip_what_was_not_logged(tm
     assert dqn_only.empty and list(dqn_only.columns) == list(curves.columns)
 
 
-def test_recycling_curves_of_runs_that_never_logged_checks_are_empty(runs):
-    assert recycling_curves(runs).empty  # the synthetic runs log no redo/calls column
+def test_recycling_curves_of_the_synthetic_redo_runs(runs):
+    curves = recycling_curves(runs)
+    assert set(curves["method"]) == {"DQN+ReDo"}
+    assert curves["neurons"].dtype == np.float64
+    again = curves[curves["measure"] == "recycled again"]
+    assert (again["neurons"] == again["env_step"] // 200).all()
