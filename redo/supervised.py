@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 
 from redo.core.dormant import PAPER_TAUS, dormant_scores, dormant_summary
 from redo.core.networks import mlp
+from redo.records.storage import atomic_write
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,35 @@ def shuffled_labels_experiment(
         run = train_with_shuffled_labels(inputs, labels[permutation], config, taus)
         runs.append(run.assign(labels=FRESH_NETWORK, seed=seed))
     return pd.concat(runs, ignore_index=True).assign(dataset=dataset)
+
+
+def load_or_run_experiment(
+    folder: str | Path,
+    seeds: Sequence[int],
+    epochs: int,
+    shuffle_every: int,
+    data: tuple[Tensor, Tensor] | None = None,
+    dataset: str = "digits",
+) -> pd.DataFrame:
+    """:func:`shuffled_labels_experiment`, with each seed's table kept in ``folder`` as a CSV
+    named by its settings: a seed that an earlier execution ran there with the same settings
+    is read back instead of trained again. So the phenomenon chapter runs the experiment
+    and the results chapter, which tests the same claim with the same seeds, reuses it.
+
+    ``dataset`` names ``data`` in the file names: give other data another name.
+    """
+    folder = Path(folder)
+    tables = []
+    for seed in seeds:
+        path = (
+            folder / f"shuffled-labels-{dataset}-epochs{epochs}-every{shuffle_every}-seed{seed}.csv"
+        )
+        if not path.exists():
+            table = shuffled_labels_experiment([seed], epochs, shuffle_every, data, dataset)
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda f, table=table: table.to_csv(f, index=False))
+        tables.append(pd.read_csv(path))
+    return pd.concat(tables, ignore_index=True)
 
 
 def at_last_epoch(table: pd.DataFrame) -> pd.DataFrame:

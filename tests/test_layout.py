@@ -19,7 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "agent": {"core", "records"},
     "population": {"core", "agent", "records"},
     "analysis": {"core", "agent", "records"},
-    "supervised": {"core"},
+    "supervised": {"core", "records"},
     "integrations": {"core"},
     "display": set(),
     "bench": {"core", "agent", "population", "records"},

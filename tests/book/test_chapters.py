@@ -52,6 +52,7 @@ SMOKE_PARAMETERS: dict[str, dict[str, object]] = {
         "ablation_dir": f"{FIXTURE}/ablations-250k",
         "return_window": 200,
         "n_resamples": 200,
+        "supervised_dir": RUN_FOLDER,
         "supervised_seeds": [0],
         "supervised_epochs": 4,
         "supervised_shuffle_every": 2,

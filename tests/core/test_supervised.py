@@ -1,3 +1,4 @@
+import pandas as pd
 import pytest
 import torch
 
@@ -93,3 +94,27 @@ def test_the_chapters_experiment_runs_three_conditions_per_seed():
     assert mine[alone.columns].reset_index(drop=True).equals(alone)
     last = at_last_epoch(table)
     assert len(last) == 6 and set(last["epoch"]) == {2, 4}
+
+
+def test_the_experiment_is_kept_per_seed_and_read_back(tmp_path, monkeypatch):
+    """load_or_run_experiment: the first call runs and keeps each seed's table; a later call
+    with the same settings reads them back (running nothing), other settings run again."""
+    from redo import supervised
+
+    data = toy_data()
+    first = supervised.load_or_run_experiment(tmp_path, [3, 4], 4, 2, data=data, dataset="toy")
+    expected = supervised.shuffled_labels_experiment([3, 4], 4, 2, data=data, dataset="toy")
+    pd.testing.assert_frame_equal(first, expected, check_exact=False, rtol=1e-12)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "shuffled-labels-toy-epochs4-every2-seed3.csv",
+        "shuffled-labels-toy-epochs4-every2-seed4.csv",
+    ]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the kept tables should have been read back")
+
+    monkeypatch.setattr(supervised, "shuffled_labels_experiment", refuse)
+    again = supervised.load_or_run_experiment(tmp_path, [4], 4, 2, data=data, dataset="toy")
+    pd.testing.assert_frame_equal(again, first[first["seed"] == 4].reset_index(drop=True))
+    with pytest.raises(AssertionError, match="read back"):
+        supervised.load_or_run_experiment(tmp_path, [4], 6, 2, data=data, dataset="toy")
