@@ -447,7 +447,7 @@ def test_a_killed_campaign_marks_its_runs_interrupted_and_resumes(tmp_path):
             {
                 "name": "a", "data": "data/a", "envs": ["MinAtar/Breakout-v1"],
                 "methods": ["dqn", "redo"], "replay_ratios": [1.0], "seeds": [0],
-                "settings": {"total_steps": 15000, "learning_starts": 500,
+                "settings": {"total_steps": 4000, "learning_starts": 500,
                              "checkpoint_interval": 1000, "log_interval": 100},
             }
         ],
