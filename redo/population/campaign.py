@@ -16,9 +16,12 @@ folder as soon as its population ends (:func:`collect`): ``run.json``, and ``met
 and ``manifest.json``. A run already in ``data`` counts as finished even without its work
 folder.
 
-Populations run on a pool of local worker processes (one per core by default), the blocks in
-plan order and, within a block, the longest first, so that stage 1 of a plan finishes before
-its ablations start and both cores stay busy to the end.
+Populations run on a pool of local worker processes (one per core by default), started in
+plan order, a block's longest first, so that stage 1 of a plan comes before its ablations and
+both cores stay busy to the end. A run given a time budget (``hours``) starts only the
+populations expected to finish within it, at the measured speed (:func:`fits_in`): on a
+machine whose working folder does not outlive the session, none is left half-trained, and
+shorter populations (a later block's) fill the session's end.
 
 :func:`status` counts planned, finished, in progress and not started runs per block, the
 hours spent (population wall time, each population once) and the hours left at the speed
@@ -32,6 +35,7 @@ import gzip
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,6 +175,11 @@ def plan_block(block: Block, out: Path, workers: int) -> list[PopulationJob]:
     return plan(block.grid, out, block.max_population, min_populations=workers)
 
 
+#: How much longer than the estimate a population may take and still end within a time
+#: budget: the measured speed is an average over games and population sizes.
+TIME_MARGIN = 1.25
+
+
 def run(
     plan: Plan,
     work: Path,
@@ -178,9 +187,13 @@ def run(
     threads: int = 1,
     device: str | None = None,
     on_done: Callable[[PopulationJob], object] | None = None,
+    hours: float | None = None,
 ) -> list[PopulationJob]:
     """Train what is left of ``plan`` in ``work``, copying each population's finished runs
-    into their blocks' ``data`` folders as it ends; returns the jobs run."""
+    into their blocks' ``data`` folders as it ends; returns the jobs started.
+
+    With ``hours``, a population starts only if :func:`fits_in` the time left of that budget;
+    the others are left, untouched, for a later run."""
     work = Path(work).absolute()  # the jobs' folders are absolute: compared below
     work.mkdir(parents=True, exist_ok=True)
     collect(plan, work)
@@ -191,14 +204,29 @@ def run(
         if on_done is not None:
             on_done(job)
 
-    # One block after another keeps the plan's order; within it, the pool keeps both cores
-    # busy to the block's end.
-    for block in plan.blocks:
-        out = (work / block.name).absolute()
-        mine = [job for job in jobs if job.out == out]
-        if mine:
-            run_jobs(mine, device, workers, threads, on_done=finished)
-    return jobs
+    may_start = None
+    if hours is not None:
+        deadline = time.monotonic() + hours * 3600
+
+        def may_start(job: PopulationJob) -> bool:
+            return fits_in(job, status(plan, work)[1], deadline - time.monotonic())
+
+    left = run_jobs(jobs, device, workers, threads, on_done=finished, may_start=may_start)
+    return [job for job in jobs if job not in left]
+
+
+def fits_in(job: PopulationJob, seconds_per_cost: float, seconds: float) -> bool:
+    """Whether ``job`` is expected to finish within ``seconds``: the cost of the steps its
+    runs have left after the checkpoint it resumes from (all of them when it does not resume),
+    at ``seconds_per_cost`` (:func:`status`'s measured speed), times :data:`TIME_MARGIN`.
+    Before any speed is measured (NaN), every job fits."""
+    if seconds_per_cost != seconds_per_cost:
+        return True
+    left = sum(
+        _cost(config, config.total_steps - (_checkpointed(folder, config) if job.resume else 0))
+        for config, folder in zip(job.configs, job.run_folders, strict=True)
+    )
+    return left * seconds_per_cost * TIME_MARGIN <= seconds
 
 
 def collect(plan: Plan, work: Path) -> list[Path]:
@@ -303,6 +331,13 @@ def _cost(config: DQNConfig, env_steps: int) -> float:
 
 def _env_steps(folder: Path) -> int:
     return int(read_record(folder)["env_steps"]) if (folder / RECORD_FILE).is_file() else 0
+
+
+def _checkpointed(folder: Path, config: DQNConfig) -> int:
+    """The env step of the run's last checkpoint: checkpoints fall on multiples of the
+    interval, and the record may have gone on past the last one before an interruption."""
+    interval = config.checkpoint_interval
+    return _env_steps(folder) // interval * interval if interval else 0
 
 
 def _population_hours(block: Block, out: Path) -> tuple[float, float]:

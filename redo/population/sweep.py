@@ -471,7 +471,8 @@ def run_sweep(
     workers = local_workers() if workers is None else workers
     jobs = plan(grid, out, max_population, planned_min_populations(workers, ray_address))
     if ray_address is None:
-        run_jobs(jobs, device, workers, threads, progress, on_done)
+        longest_first = sorted(jobs, key=lambda job: job.cost, reverse=True)
+        run_jobs(longest_first, device, workers, threads, progress, on_done)
     elif jobs:
         _run_on_ray(jobs, device, ray_address, cpus_per_population, gpus_per_population, on_done)
     return jobs
@@ -484,15 +485,29 @@ def run_jobs(
     threads: int = 1,
     progress: bool = False,
     on_done: Callable[[PopulationJob], object] | None = None,
-) -> None:
-    """Train ``jobs`` on ``workers`` local processes, longest first (in this process when
-    ``workers`` is 1); a failed population does not stop the others (:class:`SweepError`)."""
+    may_start: Callable[[PopulationJob], bool] | None = None,
+) -> list[PopulationJob]:
+    """Train ``jobs`` in their order on ``workers`` local processes (in this process when
+    ``workers`` is 1); a failed population does not stop the others (:class:`SweepError`).
+
+    With ``may_start``, a free worker takes the first job that ``may_start(job)`` accepts at
+    that moment (e.g. one that finishes before a deadline); the jobs it still refuses when
+    nothing else is left to run are returned untrained. Without it, every job trains and the
+    returned list is empty."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    ordered = sorted(jobs, key=lambda job: job.cost, reverse=True)
+    pending = list(jobs)
     failed: list[tuple[PopulationJob, BaseException]] = []
+
+    def take() -> PopulationJob | None:
+        for job in pending:
+            if may_start is None or may_start(job):
+                pending.remove(job)
+                return job
+        return None
+
     if workers == 1:
-        for job in ordered:
+        while (job := take()) is not None:
             try:
                 train_job(job, device, progress, threads)
             except Exception as err:
@@ -506,20 +521,25 @@ def run_jobs(
 
         context = multiprocessing.get_context("spawn")  # no torch state forked into a worker
         done: queue.SimpleQueue[tuple[PopulationJob, BaseException | None]] = queue.SimpleQueue()
-        processes = min(workers, max(len(ordered), 1))
+        processes = min(workers, max(len(pending), 1))
+        running = 0
         # Leaving the block, normally or by an interruption, terminates the workers: each
         # turns the SIGTERM into a KeyboardInterrupt (interrupt_on_sigterm), so its runs are
         # marked interrupted and stay resumable from their last checkpoint.
         with context.Pool(processes, initializer=interrupt_on_sigterm) as pool:
-            for job in ordered:
-                pool.apply_async(
-                    train_job,
-                    (job, device, False, threads),
-                    callback=lambda _, job=job: done.put((job, None)),
-                    error_callback=lambda err, job=job: done.put((job, err)),
-                )
-            for _ in ordered:
+            while True:
+                while running < processes and (job := take()) is not None:
+                    pool.apply_async(
+                        train_job,
+                        (job, device, False, threads),
+                        callback=lambda _, job=job: done.put((job, None)),
+                        error_callback=lambda err, job=job: done.put((job, err)),
+                    )
+                    running += 1
+                if running == 0:
+                    break
                 job, err = done.get()
+                running -= 1
                 if err is not None:
                     failed.append((job, err))
                 elif on_done is not None:
@@ -527,6 +547,7 @@ def run_jobs(
             pool.close()  # all done: let the workers exit by themselves, not by a signal
             pool.join()
     _raise_failed(failed, len(jobs))
+    return pending
 
 
 def interrupt_on_sigterm() -> None:

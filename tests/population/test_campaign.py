@@ -291,6 +291,43 @@ def test_status_counts_the_runs_and_the_hours(reference, tmp_path):
     assert "5 of 5 runs finished" in text and "about 0.0 hours left on 2 worker(s)" in text
 
 
+def test_a_time_budget_starts_only_the_populations_that_fit(reference, tmp_path):
+    """With ``hours``, a population starts only if it is expected to end within them at the
+    measured speed; the others are left untouched for a later run."""
+    root = reference[0].path.parent.parent
+    shutil.copytree(root, tmp_path, dirs_exist_ok=True)
+    plan = campaign.load_plan(tmp_path / "campaigns" / "tiny.json", root=tmp_path)
+    work = tmp_path / "work"
+    b = plan.blocks[1]
+    shutil.rmtree(work / b.name)  # block b is yet to train; block a's speed is measured
+    shutil.rmtree(b.data)
+    _, seconds_per_cost = campaign.status(plan, work)
+    [job] = campaign.block_jobs(plan, work)
+    needed = job.cost * seconds_per_cost * campaign.TIME_MARGIN
+    assert campaign.fits_in(job, seconds_per_cost, needed)
+    assert not campaign.fits_in(job, seconds_per_cost, needed * 0.99)
+    assert campaign.fits_in(job, float("nan"), 0.0)  # no speed measured yet: every job fits
+
+    before = snapshot(tmp_path)
+    assert campaign.run(plan, work, workers=1, hours=0) == []
+    assert snapshot(tmp_path) == before
+    assert [j.name for j in campaign.run(plan, work, workers=1, hours=1)] == [job.name]
+    assert status_rows(plan, work) == {"a": (4, 4, 0), "b": (1, 1, 0)}
+
+
+def test_the_hours_option(reference, tmp_path, capsys):
+    plan, work, _ = reference
+    argv = ["campaign", "run", str(plan.path), "--work", str(work), "--workers", "1"]
+    assert main([*argv, "--hours", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "0 populations started within the budget of 0.5 h" in out and "5 of 5 runs" in out
+    for bad in ("0", "-1", "soon", "inf"):
+        with pytest.raises(SystemExit) as info:
+            main([*argv, "--hours", bad])
+        assert info.value.code == 2
+        assert f"argument --hours: must be a number > 0, got '{bad}'" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_an_interrupted_campaign_resumes_to_the_same_results(reference, tmp_path, monkeypatch):
     plan, work = load(tmp_path), tmp_path / "work"
@@ -312,6 +349,9 @@ def test_an_interrupted_campaign_resumes_to_the_same_results(reference, tmp_path
     ]
     checkpoint = check_resumable(jobs[0].folder, jobs[0].run_folders, jobs[0].configs)
     assert checkpoint["env_step"] == 200
+    left = 2 * (300 - 200) * (1 + 5 * 1.0)  # what a time budget counts: the steps after it
+    assert campaign.fits_in(jobs[0], 1.0, left * campaign.TIME_MARGIN)
+    assert not campaign.fits_in(jobs[0], 1.0, left * campaign.TIME_MARGIN - 1)
 
     assert campaign.run(plan, work, workers=1) == jobs
     assert status_rows(plan, work) == {"a": (4, 4, 0), "b": (1, 1, 0)}

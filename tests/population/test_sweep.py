@@ -525,6 +525,25 @@ def test_a_failed_population_does_not_stop_the_others(tmp_path, monkeypatch, cap
         run_jobs(jobs, workers=0)
 
 
+def test_run_jobs_keeps_their_order_and_leaves_what_may_not_start(tmp_path, monkeypatch):
+    jobs = plan(grid(replay_ratios=(0.25, 1.0), seeds=(0,)), tmp_path, min_populations=2)
+    assert len(jobs) == 2
+    fake = FakeTrainer()
+    monkeypatch.setattr(redo.population.lockstep, "train_population", fake)
+    asked = []
+
+    def may_start(job):
+        asked.append(job.name)
+        return job is not jobs[0]
+
+    assert run_jobs(jobs, workers=1, may_start=may_start) == [jobs[0]]
+    assert [c["name"] for c in fake.calls] == [jobs[1].name]
+    assert asked == [jobs[0].name, jobs[1].name, jobs[0].name]  # asked again once a worker frees
+    again = plan(grid(replay_ratios=(0.25, 1.0), seeds=(0,)), tmp_path / "again", min_populations=2)
+    assert run_jobs(again[::-1], workers=1) == []  # every job, in the order given
+    assert [c["name"] for c in fake.calls[1:]] == [again[1].name, again[0].name]
+
+
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     out_dir = tmp_path / "sweep"
     argv = ["sweep", "--envs", "CartPole-v1", "Acrobot-v1", "--methods", "redo", "--taus", "0.05",
