@@ -249,8 +249,8 @@ def add_campaign_arguments(commands: argparse._SubParsersAction) -> None:
                 type=_positive_float,
                 metavar="H",
                 help="start only the populations expected to finish within H hours at the "
-                "measured speed, with 25%% to spare; the others wait for a later run (for a "
-                "session whose working folder may not outlive it)",
+                "fastest speed a finished population reached, with 25%% to spare; the others "
+                "wait for a later run (for a session whose working folder may not outlive it)",
             )
 
 

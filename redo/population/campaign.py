@@ -19,8 +19,8 @@ folder.
 Populations run on a pool of local worker processes (one per core by default), started in
 plan order, a block's longest first, so that stage 1 of a plan comes before its ablations and
 both cores stay busy to the end. A run given a time budget (``hours``) starts only the
-populations expected to finish within it, at the measured speed (:func:`fits_in`): on a
-machine whose working folder does not outlive the session, none is left half-trained, and
+populations expected to finish within it at the fastest speed measured (:func:`fits_in`): on
+a machine whose working folder does not outlive the session, none is left half-trained, and
 shorter populations (a later block's) fill the session's end.
 
 :func:`status` counts planned, finished, in progress and not started runs per block, the
@@ -176,7 +176,8 @@ def plan_block(block: Block, out: Path, workers: int) -> list[PopulationJob]:
 
 
 #: How much longer than the estimate a population may take and still end within a time
-#: budget: the measured speed is an average over games and population sizes.
+#: budget: the speed is measured on other games and population sizes, and the machine may
+#: be shared for a while.
 TIME_MARGIN = 1.25
 
 
@@ -209,7 +210,7 @@ def run(
         deadline = time.monotonic() + hours * 3600
 
         def may_start(job: PopulationJob) -> bool:
-            return fits_in(job, status(plan, work)[1], deadline - time.monotonic())
+            return fits_in(job, fastest_speed(plan, work), deadline - time.monotonic())
 
     left = run_jobs(jobs, device, workers, threads, on_done=finished, may_start=may_start)
     return [job for job in jobs if job not in left]
@@ -218,7 +219,7 @@ def run(
 def fits_in(job: PopulationJob, seconds_per_cost: float, seconds: float) -> bool:
     """Whether ``job`` is expected to finish within ``seconds``: the cost of the steps its
     runs have left after the checkpoint it resumes from (all of them when it does not resume),
-    at ``seconds_per_cost`` (:func:`status`'s measured speed), times :data:`TIME_MARGIN`.
+    at ``seconds_per_cost`` (:func:`fastest_speed`), times :data:`TIME_MARGIN`.
     Before any speed is measured (NaN), every job fits."""
     if seconds_per_cost != seconds_per_cost:
         return True
@@ -308,9 +309,10 @@ def status(plan: Plan, work: Path) -> tuple[list[BlockStatus], float]:
             reached = _env_steps(run_folder(out, config)) if state == "unfinished" else 0
             in_progress += state == "unfinished"
             cost_left += _cost(config, config.total_steps - reached)
-        block_s, block_cost = _population_hours(block, out)
+        times = _population_times(block, out)
+        block_s = sum(t.seconds for t in times)
         spent_s += block_s
-        done_cost += block_cost
+        done_cost += sum(t.cost for t in times)
         rows.append(
             BlockStatus(
                 block.name,
@@ -340,13 +342,20 @@ def _checkpointed(folder: Path, config: DQNConfig) -> int:
     return _env_steps(folder) // interval * interval if interval else 0
 
 
-def _population_hours(block: Block, out: Path) -> tuple[float, float]:
-    """Wall seconds of the block's populations (each counted once, by one member's record)
-    and the cost they covered."""
-    seconds = cost = 0.0
-    seen: set[str] = set()
-    configs = {run_folder(out, c): c for c in block.grid.configs()}
-    for folder, config in configs.items():
+@dataclass(frozen=True)
+class PopulationTime:
+    """One population's wall seconds so far, the cost they covered, and whether it ended."""
+
+    seconds: float
+    cost: float
+    finished: bool
+
+
+def _population_times(block: Block, out: Path) -> list[PopulationTime]:
+    """The block's populations that have made progress, each once (by one member's record)."""
+    times, seen = [], set()
+    for config in block.grid.configs():
+        folder = run_folder(out, config)
         for source in (folder, run_folder(block.data, config)):
             if not (source / RECORD_FILE).is_file():
                 continue
@@ -357,15 +366,33 @@ def _population_hours(block: Block, out: Path) -> tuple[float, float]:
             if key in seen or not record["segments"]:
                 break
             seen.add(key)
-            seconds += float(record["wall_time_s"])
-            cost += size * _cost(config, int(record["env_steps"]))
+            cost = size * _cost(config, int(record["env_steps"]))
+            times.append(
+                PopulationTime(float(record["wall_time_s"]), cost, record["status"] == "finished")
+            )
             break
-    return seconds, cost
+    return times
+
+
+def fastest_speed(plan: Plan, work: Path) -> float:
+    """The fewest seconds per unit of :attr:`PopulationJob.cost
+    <redo.population.sweep.PopulationJob.cost>` of any finished population of ``plan`` (NaN
+    before one has finished): its speed when it had its core to itself. :func:`status`'s
+    average also counts the hours populations were paused or shared the machine with other
+    work, and so would keep a time budget from ever starting a long population."""
+    speeds = [
+        t.seconds / t.cost
+        for block in plan.blocks
+        for t in _population_times(block, work / block.name)
+        if t.finished and t.cost
+    ]
+    return min(speeds, default=float("nan"))
 
 
 def format_status(plan: Plan, work: Path, workers: int) -> str:
     """The status table of ``python -m redo campaign status``."""
     rows, seconds_per_cost = status(plan, work)
+    fastest = fastest_speed(plan, work)
     lines = [f"campaign {plan.name} ({plan.path}), working folder {work}"]
     header = f"{'block':<34} {'planned':>7} {'finished':>8} {'running':>7} {'new':>5} {'hours':>7}"
     lines += [header, "-" * len(header)]
@@ -386,6 +413,11 @@ def format_status(plan: Plan, work: Path, workers: int) -> str:
         "no population has made progress yet, so no speed is measured"
         if seconds_per_cost != seconds_per_cost
         else f"about {left:.1f} hours left on {workers} worker(s) at the speed measured so far"
+        + (
+            f" ({left * fastest / seconds_per_cost:.1f} at the fastest population's)"
+            if fastest == fastest
+            else ""
+        )
     )
     lines.append(
         f"{finished} of {planned} runs finished; {spent:.1f} population-hours spent; {estimate}"

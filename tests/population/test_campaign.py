@@ -290,6 +290,16 @@ def test_status_counts_the_runs_and_the_hours(reference, tmp_path):
     assert text.splitlines()[-2].split()[:5] == ["all", "5", "5", "0", "0"]
     assert "5 of 5 runs finished" in text and "about 0.0 hours left on 2 worker(s)" in text
 
+    # the fastest speed: the fewest seconds per unit of cost of any finished population
+    speeds = []
+    for job in jobs:
+        record = load_run(job.run_folders[0]).record
+        cost = sum(c.total_steps * (1 + 5 * c.replay_ratio) for c in job.configs)
+        speeds.append(record["wall_time_s"] / cost)
+    assert campaign.fastest_speed(plan, work) == pytest.approx(min(speeds))
+    assert min(speeds) < max(speeds) and seconds_per_cost > min(speeds)
+    assert math.isnan(campaign.fastest_speed(fresh, tmp_path / "work"))
+
 
 def test_a_time_budget_starts_only_the_populations_that_fit(reference, tmp_path):
     """With ``hours``, a population starts only if it is expected to end within them at the
@@ -301,7 +311,7 @@ def test_a_time_budget_starts_only_the_populations_that_fit(reference, tmp_path)
     b = plan.blocks[1]
     shutil.rmtree(work / b.name)  # block b is yet to train; block a's speed is measured
     shutil.rmtree(b.data)
-    _, seconds_per_cost = campaign.status(plan, work)
+    seconds_per_cost = campaign.fastest_speed(plan, work)
     [job] = campaign.block_jobs(plan, work)
     needed = job.cost * seconds_per_cost * campaign.TIME_MARGIN
     assert campaign.fits_in(job, seconds_per_cost, needed)
