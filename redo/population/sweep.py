@@ -391,16 +391,38 @@ def _population_id(out: Path, members: Sequence[Path]) -> str:
     return "pop-" + hashlib.sha1(names.encode()).hexdigest()[:10]
 
 
+class CodeChangedError(RuntimeError):
+    """The package's code changed under a running sweep (:func:`train_job`'s ``code``)."""
+
+
 def train_job(
-    job: PopulationJob, device: str | None = None, progress: bool = False, threads: int = 0
+    job: PopulationJob,
+    device: str | None = None,
+    progress: bool = False,
+    threads: int = 0,
+    code: str | None = None,
 ) -> list[str]:
     """Write the job's manifest, then train (or resume, or restart) its population with
     ``threads`` torch threads (0: leave the process's setting); returns its run folders.
-    This is what a worker process or a Ray task runs."""
+    This is what a worker process or a Ray task runs.
+
+    With ``code`` (the :func:`redo.records.provenance.code_fingerprint` of when the sweep
+    started), a population whose code has changed since does not start
+    (:class:`CodeChangedError`): its worker could run either version and its records would
+    name the new one."""
     from redo.population.lockstep import (
         train_population,  # torch and the envs load only when needed
     )
+    from redo.records.provenance import code_fingerprint
 
+    if code is not None and code_fingerprint() != code:
+        raise CodeChangedError(
+            f"population {job.name} not started: the package's code changed after the sweep "
+            "started, so its worker could run either version and its records would name the "
+            "new one. Run the same command again to go on with the code as it is now; to "
+            "edit the code while a long sweep runs, run the sweep from another checkout "
+            "(e.g. `git worktree add`)"
+        )
     if threads:
         import torch
 
@@ -496,6 +518,9 @@ def run_jobs(
     returned list is empty."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    from redo.records.provenance import code_fingerprint  # it imports torch
+
+    code = code_fingerprint()
     pending = list(jobs)
     failed: list[tuple[PopulationJob, BaseException]] = []
 
@@ -509,7 +534,7 @@ def run_jobs(
     if workers == 1:
         while (job := take()) is not None:
             try:
-                train_job(job, device, progress, threads)
+                train_job(job, device, progress, threads, code)
             except Exception as err:
                 failed.append((job, err))
                 continue
@@ -531,7 +556,7 @@ def run_jobs(
                 while running < processes and (job := take()) is not None:
                     pool.apply_async(
                         train_job,
-                        (job, device, False, threads),
+                        (job, device, False, threads, code),
                         callback=lambda _, job=job: done.put((job, None)),
                         error_callback=lambda err, job=job: done.put((job, err)),
                     )
@@ -627,6 +652,7 @@ __all__ = [
     "MANIFEST_FILE",
     "METHODS",
     "POPULATIONS_DIR",
+    "CodeChangedError",
     "Grid",
     "PopulationJob",
     "SweepError",

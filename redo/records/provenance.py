@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import subprocess
@@ -82,6 +83,25 @@ def _git_state(source_dir: Path) -> dict[str, Any] | None:
     return {"commit": commit.strip(), "dirty": bool(changes.strip())}
 
 
+def code_fingerprint(source_dir: Path | None = None) -> str | None:
+    """What the package's code is, as git sees it: the tree of the package's folder at HEAD
+    and a digest of its uncommitted changes; None outside a checkout.
+
+    Equal fingerprints mean the same code, whatever else changed in the repository (a
+    chapter, the data): a long sweep compares it at each population's start, because a worker
+    imports the code it has not used yet from the checkout as it is *then*, and the record
+    names the commit of *then* (:func:`collect_provenance`). ``source_dir``: the package's
+    folder (default: this package's)."""
+    source_dir = source_dir or Path(__file__).resolve().parent.parent
+    if _git(["ls-files", "--error-unmatch", "--", "__init__.py"], source_dir) is None:
+        return None
+    tree = _git(["rev-parse", "HEAD:./"], source_dir)
+    changes = _git(["diff", "HEAD", "--", "."], source_dir)
+    if tree is None or changes is None:
+        return None
+    return f"{tree.strip()}+{hashlib.sha256(changes.encode()).hexdigest()[:16]}"
+
+
 def _hardware(dev: torch.device) -> dict[str, Any]:
     """CPU, core and thread counts and GPU: what timings in the book depend on."""
     cuda = dev.type == "cuda" and torch.cuda.is_available()
@@ -106,4 +126,4 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-__all__ = ["collect_provenance"]
+__all__ = ["code_fingerprint", "collect_provenance"]

@@ -10,6 +10,7 @@ import torch
 
 import redo.population.lockstep
 import redo.population.sweep as sweep
+import redo.records.provenance
 from redo.agent.config import ConfigError, DQNConfig
 from redo.agent.metrics import TIMING_COLUMNS
 from redo.cli import main
@@ -542,6 +543,21 @@ def test_run_jobs_keeps_their_order_and_leaves_what_may_not_start(tmp_path, monk
     again = plan(grid(replay_ratios=(0.25, 1.0), seeds=(0,)), tmp_path / "again", min_populations=2)
     assert run_jobs(again[::-1], workers=1) == []  # every job, in the order given
     assert [c["name"] for c in fake.calls[1:]] == [again[1].name, again[0].name]
+
+
+def test_a_population_does_not_start_on_code_changed_under_the_sweep(tmp_path, monkeypatch):
+    jobs = plan(grid(replay_ratios=(0.25, 1.0), seeds=(0,)), tmp_path, min_populations=2)
+    fake = FakeTrainer()
+    monkeypatch.setattr(redo.population.lockstep, "train_population", fake)
+    # the sweep's start, then the first population's start, then the second's
+    seen = iter(["v1", "v1", "v2"])
+    monkeypatch.setattr(redo.records.provenance, "code_fingerprint", lambda: next(seen))
+    with pytest.raises(SweepError, match="1 of 2 populations failed") as info:
+        run_jobs(jobs, workers=1)
+    assert "CodeChangedError" in str(info.value) and "code changed after the sweep" in str(
+        info.value
+    )
+    assert [c["name"] for c in fake.calls] == [jobs[0].name]
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):

@@ -70,6 +70,40 @@ def test_git_state_of_a_checkout(tmp_path):
     assert provenance._git_state(tmp_path)["dirty"] is True
 
 
+def test_the_code_fingerprint_follows_the_package_folder_only(tmp_path):
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    try:
+        subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("git is not available")
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "mod.py").write_text("a = 1\n")
+    (tmp_path / "chapter.md").write_text("text\n")
+
+    def commit(*paths):
+        subprocess.run([*git, "add", *paths], cwd=tmp_path, check=True)
+        subprocess.run([*git, "commit", "-q", "-m", "c"], cwd=tmp_path, check=True)
+
+    commit(".")
+    first = provenance.code_fingerprint(package)
+    assert first is not None and provenance.code_fingerprint(package) == first
+    (tmp_path / "chapter.md").write_text("edited\n")  # outside the package: the same code
+    (package / "run.csv").write_text("x\n")  # untracked
+    assert provenance.code_fingerprint(package) == first
+    commit("chapter.md")  # a commit that leaves the package's files as they were
+    assert provenance.code_fingerprint(package) == first
+    (package / "mod.py").write_text("a = 2\n")  # an uncommitted edit of the code
+    edited = provenance.code_fingerprint(package)
+    assert edited != first
+    (package / "mod.py").write_text("a = 3\n")
+    assert provenance.code_fingerprint(package) not in (first, edited)
+    commit("pkg/mod.py")
+    assert provenance.code_fingerprint(package) not in (first, edited)
+    assert provenance.code_fingerprint(tmp_path / "elsewhere") is None
+
+
 def test_a_package_copy_inside_another_repository_borrows_no_commit(tmp_path):
     """An untracked ``__init__.py`` (a copy installed into a venv inside some repository)."""
     try:
