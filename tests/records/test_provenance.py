@@ -52,16 +52,31 @@ def test_git_state_outside_a_checkout_is_none(tmp_path):
     assert provenance._git_state(tmp_path) is None
 
 
+class Repository:
+    """A git repository in ``folder`` (the test is skipped where git is missing)."""
+
+    GIT = ("git", "-c", "user.name=t", "-c", "user.email=t@t")
+
+    def __init__(self, folder):
+        self.folder = folder
+        try:
+            self.git("init", "-q")
+        except (OSError, subprocess.CalledProcessError):
+            pytest.skip("git is not available")
+
+    def git(self, *args):
+        subprocess.run([*self.GIT, *args], cwd=self.folder, check=True)
+
+    def commit(self, *paths):
+        self.git("add", *paths)
+        self.git("commit", "-q", "-m", "c")
+
+
 def test_git_state_of_a_checkout(tmp_path):
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    try:
-        subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip("git is not available")
+    repo = Repository(tmp_path)
     (tmp_path / "__init__.py").write_text("")
     (tmp_path / "mod.py").write_text("a = 1\n")
-    subprocess.run([*git, "add", "."], cwd=tmp_path, check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "c"], cwd=tmp_path, check=True)
+    repo.commit(".")
     state = provenance._git_state(tmp_path)
     assert state["dirty"] is False and re.fullmatch(r"[0-9a-f]{40}", state["commit"])
     (tmp_path / "untracked.csv").write_text("x\n")  # run folders in the checkout are not edits
@@ -71,45 +86,33 @@ def test_git_state_of_a_checkout(tmp_path):
 
 
 def test_the_code_fingerprint_follows_the_package_folder_only(tmp_path):
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    try:
-        subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip("git is not available")
+    repo = Repository(tmp_path)
     package = tmp_path / "pkg"
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "mod.py").write_text("a = 1\n")
     (tmp_path / "chapter.md").write_text("text\n")
-
-    def commit(*paths):
-        subprocess.run([*git, "add", *paths], cwd=tmp_path, check=True)
-        subprocess.run([*git, "commit", "-q", "-m", "c"], cwd=tmp_path, check=True)
-
-    commit(".")
+    repo.commit(".")
     first = provenance.code_fingerprint(package)
     assert first is not None and provenance.code_fingerprint(package) == first
     (tmp_path / "chapter.md").write_text("edited\n")  # outside the package: the same code
     (package / "run.csv").write_text("x\n")  # untracked
     assert provenance.code_fingerprint(package) == first
-    commit("chapter.md")  # a commit that leaves the package's files as they were
+    repo.commit("chapter.md")  # a commit that leaves the package's files as they were
     assert provenance.code_fingerprint(package) == first
     (package / "mod.py").write_text("a = 2\n")  # an uncommitted edit of the code
     edited = provenance.code_fingerprint(package)
     assert edited != first
     (package / "mod.py").write_text("a = 3\n")
     assert provenance.code_fingerprint(package) not in (first, edited)
-    commit("pkg/mod.py")
+    repo.commit("pkg/mod.py")
     assert provenance.code_fingerprint(package) not in (first, edited)
     assert provenance.code_fingerprint(tmp_path / "elsewhere") is None
 
 
 def test_a_package_copy_inside_another_repository_borrows_no_commit(tmp_path):
     """An untracked ``__init__.py`` (a copy installed into a venv inside some repository)."""
-    try:
-        subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip("git is not available")
+    Repository(tmp_path)
     package = tmp_path / "venv" / "redo"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
