@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import numbers
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
+import numpy as np
 import torch
 from stable_baselines3 import DQN
 from stable_baselines3.common.callbacks import BaseCallback
@@ -138,11 +140,15 @@ class ReDoCallback(BaseCallback):
     per-layer keys are left out of the stdout/log table, whose 36-character keys would
     truncate them into clashing names; CSV and TensorBoard get them.
 
-    **Randomness.** SB3's replay buffer samples with numpy's *global* RNG, and so does the
-    score batch: a run with this callback draws different training batches than the same
-    run without it, even where it recycles nothing. ``seed`` seeds a ``torch.Generator`` for
-    the new weights and a random selection only; with ``seed=None`` they come from torch's
-    global RNG (which SB3's ``seed`` sets).
+    **Randomness.** SB3's replay buffer samples with numpy's *global* RNG. The callback draws
+    its score batch with SB3's own ``sample`` but from a numpy stream of its own (swapped in
+    for that one call), so the training batches and the exploration of a run with the
+    callback are those of the same run without it: with ``reset=False`` both runs train
+    exactly alike, and a DQN baseline logged this way is the DQN that ReDo is compared with.
+    ``seed`` seeds that stream and a ``torch.Generator`` for the new weights and a random
+    selection. With ``seed=None`` the score stream is derived from the model's ``seed``
+    (fresh entropy if that is None too), and the new weights come from torch's global RNG
+    (which SB3's ``seed`` sets).
 
     Args:
         tau: dormancy threshold, a neuron is recycled when its score is ``<= tau`` (paper:
@@ -159,7 +165,9 @@ class ReDoCallback(BaseCallback):
             random positions) or ``"all"`` (re-initialise the whole online network).
         reset: False only measures and logs, recycling nothing: the same logs for a DQN
             baseline without ReDo.
-        seed: seed of the generator of the new weights, or None for torch's global RNG.
+        seed: seed of the score batches' numpy stream and of the generator of the new
+            weights; None derives the first from the model's seed and takes the second from
+            torch's global RNG.
         verbose: 1 prints one line per check.
 
     Attributes:
@@ -171,6 +179,7 @@ class ReDoCallback(BaseCallback):
 
     network: nn.Sequential
     last_report: RecycleReport | None
+    _score_stream: np.random.RandomState
 
     def __init__(
         self,
@@ -235,6 +244,9 @@ class ReDoCallback(BaseCallback):
         if self.seed is not None:
             device = next(self.network.parameters()).device
             self._generator = torch.Generator(device=device).manual_seed(self.seed)
+        self._score_stream = _new_score_stream(
+            self.seed if self.seed is not None else self.model.seed
+        )
         self._checked_multiple = self.model._n_updates // self.period
 
     def _on_rollout_start(self) -> None:
@@ -258,7 +270,8 @@ class ReDoCallback(BaseCallback):
         """Score the online network on a replay batch and reset the selected neurons."""
         model = self.model
         q_net = model.policy.q_net
-        batch = model.replay_buffer.sample(self.score_batch_size, env=model._vec_normalize_env)
+        with _numpy_global_stream(self._score_stream):
+            batch = model.replay_buffer.sample(self.score_batch_size, env=model._vec_normalize_env)
         x = preprocess_obs(batch.observations, q_net.observation_space, q_net.normalize_images)
         scores = dormant_scores(self.network, x)
         masks = select_neurons(scores, self.tau, self.selection, self._generator)
@@ -286,6 +299,35 @@ class ReDoCallback(BaseCallback):
                 f"ReDo at gradient step {self.model._n_updates}: recycled {report.total} of "
                 f"{sum(report.neurons.values())} hidden neurons (tau={self.tau:g})"
             )
+
+
+#: Mixed into the seed of the score stream, so that it never equals SB3's global stream.
+_SCORE_STREAM_TAG = 0x5EDD0
+
+
+def _new_score_stream(seed: int | None) -> np.random.RandomState:
+    """The callback's numpy stream for score batches: seeded by ``seed`` and a tag of its own
+    (an unseeded model gets fresh entropy), a legacy ``RandomState`` because that is what
+    numpy's global state is and what :func:`_numpy_global_stream` swaps in."""
+    entropy = None if seed is None else [int(seed), _SCORE_STREAM_TAG]
+    return np.random.RandomState(np.random.MT19937(np.random.SeedSequence(entropy)))
+
+
+@contextmanager
+def _numpy_global_stream(stream: np.random.RandomState) -> Iterator[None]:
+    """Make ``stream`` numpy's global RNG for the body, then give the global RNG back its
+    own state untouched and keep in ``stream`` what the body drew.
+
+    SB3's buffers sample with ``np.random`` directly; swapping states lets the callback use
+    SB3's ``sample`` (every buffer type, ``VecNormalize`` included) without its draws
+    shifting SB3's training batches."""
+    saved = np.random.get_state()
+    np.random.set_state(stream.get_state())
+    try:
+        yield
+    finally:
+        stream.set_state(np.random.get_state())
+        np.random.set_state(saved)
 
 
 def _logged_taus(log_taus: Iterable[float], tau: float) -> tuple[float, ...]:

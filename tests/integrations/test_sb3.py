@@ -11,6 +11,7 @@ import itertools
 import math
 
 import gymnasium as gym
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -25,7 +26,12 @@ from torch import nn
 
 from redo.core.dormant import dormant_scores
 from redo.core.optim import ElementwiseAdam
-from redo.integrations.sb3 import ReDoCallback, sequential_view
+from redo.integrations.sb3 import (
+    ReDoCallback,
+    _new_score_stream,
+    _numpy_global_stream,
+    sequential_view,
+)
 
 #: DQN's training batch; the score batch differs so that the spy can tell them apart.
 BATCH = 32
@@ -533,3 +539,34 @@ def test_reset_false_measures_and_logs_but_changes_nothing(tmp_path, selection):
     assert logged["redo/dormant/tau=1e+09"].dropna().eq(1.0).all()
     with pytest.raises(ValueError, match="reset must be True or False"):
         ReDoCallback(reset="no")
+
+
+def test_score_batches_leave_sb3s_training_batches_alone():
+    # reset=False recycles nothing: any difference from the run without the callback would
+    # be its score batches shifting numpy's global stream, which SB3 samples and explores with
+    plain = cartpole()
+    plain.learn(200)
+    measured = cartpole()
+    callback = ReDoCallback(period=20, score_batch_size=SCORE_BATCH, reset=False)
+    measured.learn(200, callback=callback)
+    assert callback.last_report is not None  # it did score, seven times
+    for name, tensor in plain.q_net.state_dict().items():
+        assert torch.equal(tensor, measured.q_net.state_dict()[name]), name
+
+
+def test_the_score_stream_is_swapped_in_and_out_of_numpys_global_state():
+    np.random.seed(3)
+    global_state = np.random.get_state()[1].copy()
+    stream = _new_score_stream(5)
+    with pytest.raises(RuntimeError), _numpy_global_stream(stream):
+        first = np.random.randint(0, 10**9, size=4)
+        raise RuntimeError("the global state comes back even when the body fails")
+    assert np.array_equal(np.random.get_state()[1], global_state)
+    with _numpy_global_stream(stream):
+        second = np.random.randint(0, 10**9, size=4)
+    assert np.array_equal(np.random.get_state()[1], global_state)
+    assert not np.array_equal(first, second)  # the stream kept what the first body drew
+    again = _new_score_stream(5)
+    assert np.array_equal(again.randint(0, 10**9, size=4), first)
+    np.random.seed(5)  # the tag keeps the stream off SB3's global stream of the same seed
+    assert not np.array_equal(np.random.randint(0, 10**9, size=4), first)
