@@ -579,14 +579,21 @@ def interrupt_on_sigterm() -> None:
     """Make SIGTERM (what ``kill`` sends, and how a pool stops its workers) and SIGINT raise
     KeyboardInterrupt in this process, so that training stops as on Ctrl-C: every run is
     marked interrupted and resumes from its last checkpoint. A process started in the
-    background of a non-interactive shell ignores SIGINT; this undoes that too."""
+    background of a non-interactive shell ignores SIGINT; this undoes that too.
+
+    Only the first signal interrupts; later ones are ignored. Ctrl-C reaches the workers and
+    the main process together, and the main process then terminates its pool, so a worker
+    gets a SIGTERM while it is still marking its runs interrupted: a second KeyboardInterrupt
+    there would leave the records saying ``running``."""
     import signal
 
     def interrupt(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, interrupt)
 
 
 def _raise_failed(failed: Sequence[tuple[PopulationJob, BaseException]], total: int) -> None:

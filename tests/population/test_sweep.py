@@ -3,6 +3,9 @@ restarting, and real tiny sweeps, in this process, on a pool of worker processes
 local Ray instance."""
 
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ from redo.population.sweep import (
     POPULATIONS_DIR,
     Grid,
     SweepError,
+    interrupt_on_sigterm,
     plan,
     run_folder,
     run_jobs,
@@ -543,6 +547,28 @@ def test_run_jobs_keeps_their_order_and_leaves_what_may_not_start(tmp_path, monk
     again = plan(grid(replay_ratios=(0.25, 1.0), seeds=(0,)), tmp_path / "again", min_populations=2)
     assert run_jobs(again[::-1], workers=1) == []  # every job, in the order given
     assert [c["name"] for c in fake.calls[1:]] == [again[1].name, again[0].name]
+
+
+def deliver(signum: int) -> None:
+    """Send ``signum`` to this process and give Python the moment it needs to run the handler."""
+    os.kill(os.getpid(), signum)
+    time.sleep(0.05)
+
+
+@pytest.mark.parametrize("first", [signal.SIGTERM, signal.SIGINT])
+def test_only_the_first_signal_interrupts(first):
+    """Ctrl-C reaches a worker, and then its pool's SIGTERM: the second signal must not
+    interrupt the worker while it marks its runs interrupted."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        interrupt_on_sigterm()
+        with pytest.raises(KeyboardInterrupt, match=f"signal {int(first)}"):
+            deliver(first)
+        deliver(signal.SIGTERM)  # ignored: nothing raised
+        deliver(signal.SIGINT)
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
 
 
 def test_a_population_does_not_start_on_code_changed_under_the_sweep(tmp_path, monkeypatch):
