@@ -51,13 +51,9 @@ def difference_ci(
     """
     _check_confidence(confidence)
     sides = {name: frame[frame[group_col] == name] for name in (a, b)}
-    _check_same_strata(sides, stratify_col)
-    rng = np.random.default_rng(seed)
-    estimates, draws = {}, {}
-    for name, side in sides.items():
-        estimates[name], draws[name] = _resampled(
-            side, value_col, stratify_col, statistic, n_resamples, rng
-        )
+    estimates, draws = _resampled_sides(
+        sides, value_col, stratify_col, statistic, n_resamples, seed
+    )
     lower, upper = _interval(draws[a] - draws[b], confidence)
     return {
         "estimate": float(estimates[a] - estimates[b]),
@@ -104,13 +100,9 @@ def interaction_ci(
         name: frame[(frame[group_col] == group) & (frame[by_col] == level)]
         for name, (group, level) in cells.items()
     }
-    _check_same_strata(sides, stratify_col)
-    rng = np.random.default_rng(seed)
-    estimates, draws = {}, {}
-    for name, side in sides.items():
-        estimates[name], draws[name] = _resampled(
-            side, value_col, stratify_col, statistic, n_resamples, rng
-        )
+    estimates, draws = _resampled_sides(
+        sides, value_col, stratify_col, statistic, n_resamples, seed
+    )
 
     def interaction(values: Mapping[str, Any]) -> Any:
         return (values["a_high"] - values["b_high"]) - (values["a_low"] - values["b_low"])
@@ -139,6 +131,26 @@ def _check_same_strata(sides: Mapping[Hashable, pd.DataFrame], stratify_col: str
         listed = " and ".join(f"{sorted(map(str, s))}" for s in strata.values())
         names = ", ".join(map(repr, sides))
         raise ValueError(f"groups {names} must have runs in the same {stratify_col}s, got {listed}")
+
+
+def _resampled_sides(
+    sides: Mapping[Hashable, pd.DataFrame],
+    value_col: str,
+    stratify_col: str,
+    statistic: Callable[[np.ndarray], float],
+    n_resamples: int,
+    seed: int,
+) -> tuple[dict[Hashable, float], dict[Hashable, np.ndarray]]:
+    """:func:`_resampled` for each of ``sides`` in turn, from one generator seeded with
+    ``seed``, after checking that they share their strata: each side's estimate and draws."""
+    _check_same_strata(sides, stratify_col)
+    rng = np.random.default_rng(seed)
+    estimates, draws = {}, {}
+    for name, side in sides.items():
+        estimates[name], draws[name] = _resampled(
+            side, value_col, stratify_col, statistic, n_resamples, rng
+        )
+    return estimates, draws
 
 
 def _resampled(
