@@ -110,28 +110,46 @@ def _tau_label(tau: float) -> str:
     return f"τ = {tau:g}"
 
 
+def _curves_over_training(
+    data: pd.DataFrame,
+    *,
+    y: str,
+    row: str,
+    titles: Callable[[Any, Any], str],
+    ylabel: str,
+    title: str,
+    sharey: str = "row",
+) -> Figure:
+    """``y`` against the environment step: a panel per game (columns) and per value of
+    ``row``, colour by method, line style by replay ratio; mean over seeds with a min-max
+    band."""
+    fig = _facet_lines(
+        data,
+        x="env_step",
+        y=y,
+        row=row,
+        col="game",
+        style="replay_ratio",
+        style_label=lambda rr: f"replay ratio {rr:g}",
+        titles=titles,
+        sharey=sharey,
+    )
+    return _label_axes(fig, "environment steps", ylabel, title)
+
+
 def plot_dormant_curves(curves: pd.DataFrame) -> Figure:
     """Dormant neurons (%) over training: a panel per game (columns) and per threshold (rows),
     colour by method, line style by replay ratio; mean over seeds with a min-max band.
 
     ``curves`` is a :func:`dormant_curves` table.
     """
-    data = curves.assign(dormant_pct=100 * curves["dormant_fraction"])
-    fig = _facet_lines(
-        data,
-        x="env_step",
+    return _curves_over_training(
+        curves.assign(dormant_pct=100 * curves["dormant_fraction"]),
         y="dormant_pct",
         row="tau",
-        col="game",
-        style="replay_ratio",
-        style_label=lambda rr: f"replay ratio {rr:g}",
         titles=lambda tau, game: f"{game}, {_tau_label(tau)}",
-    )
-    return _label_axes(
-        fig,
-        "environment steps",
-        "dormant neurons (%)",
-        "Dormant neurons during training",
+        ylabel="dormant neurons (%)",
+        title="Dormant neurons during training",
     )
 
 
@@ -145,22 +163,13 @@ def plot_layer_dormant_curves(curves: pd.DataFrame) -> Figure:
     taus = sorted(curves["tau"].unique())
     if len(taus) != 1:
         raise ValueError(f"curves hold several thresholds {taus}; select one first")
-    data = curves.assign(dormant_pct=100 * curves["dormant_fraction"])
-    fig = _facet_lines(
-        data,
-        x="env_step",
+    return _curves_over_training(
+        curves.assign(dormant_pct=100 * curves["dormant_fraction"]),
         y="dormant_pct",
         row="layer",
-        col="game",
-        style="replay_ratio",
-        style_label=lambda rr: f"replay ratio {rr:g}",
         titles=lambda layer, game: f"{game}, {layer}",
-    )
-    return _label_axes(
-        fig,
-        "environment steps",
-        "dormant neurons of the layer (%)",
-        f"Dormant neurons per layer during training, {_tau_label(taus[0])}",
+        ylabel="dormant neurons of the layer (%)",
+        title=f"Dormant neurons per layer during training, {_tau_label(taus[0])}",
     )
 
 
@@ -171,18 +180,15 @@ def plot_recycling(curves: pd.DataFrame) -> Figure:
 
     ``curves`` is a :func:`recycling_curves` table.
     """
-    fig = _facet_lines(
+    return _curves_over_training(
         curves,
-        x="env_step",
         y="neurons",
         row="measure",
-        col="game",
-        style="replay_ratio",
-        style_label=lambda rr: f"replay ratio {rr:g}",
         titles=lambda measure, game: f"{game}, {measure}",
+        ylabel="neurons per check",
+        title="What ReDo recycles",
         sharey="all",
     )
-    return _label_axes(fig, "environment steps", "neurons per check", "What ReDo recycles")
 
 
 def plot_dormant_vs_replay_ratio(final_dormant: pd.DataFrame) -> Figure:
