@@ -147,6 +147,12 @@ class Grid:
         return configs
 
 
+def run_cost(config: DQNConfig, env_steps: int) -> float:
+    """A rough relative cost of ``env_steps`` of one run: agent steps, with an update
+    weighted as about five env steps (MinAtar's measured split at replay ratio 1)."""
+    return env_steps * (1 + 5 * config.replay_ratio)
+
+
 @dataclass(frozen=True)
 class PopulationJob:
     """Runs to train together: their configs, run folders, and the population's folder
@@ -162,10 +168,9 @@ class PopulationJob:
 
     @property
     def cost(self) -> float:
-        """A rough relative cost, for scheduling the longest populations first: agent steps,
-        with an update weighted as about five env steps (MinAtar's measured split)."""
-        config = self.configs[0]
-        return len(self.configs) * config.total_steps * (1 + 5 * config.replay_ratio)
+        """A rough relative cost, for scheduling the longest populations first: the sum of
+        its runs' :func:`run_cost`."""
+        return sum(run_cost(config, config.total_steps) for config in self.configs)
 
     @property
     def name(self) -> str:
@@ -668,6 +673,7 @@ __all__ = [
     "local_workers",
     "plan",
     "planned_min_populations",
+    "run_cost",
     "run_folder",
     "run_jobs",
     "run_status",

@@ -299,6 +299,11 @@ def test_status_counts_the_runs_and_the_hours(reference, tmp_path):
     assert campaign.fastest_speed(plan, work) == pytest.approx(min(speeds))
     assert min(speeds) < max(speeds) and seconds_per_cost > min(speeds)
     assert math.isnan(campaign.fastest_speed(fresh, tmp_path / "work"))
+    # at a replay ratio with a finished population, only those populations count
+    for ratio in (1.0, 0.25):
+        alike = [v for j, v in zip(jobs, speeds, strict=True) if j.configs[0].replay_ratio == ratio]
+        assert campaign.fastest_speed(plan, work, ratio) == pytest.approx(min(alike))
+    assert campaign.fastest_speed(plan, work, 0.5) == pytest.approx(min(speeds))
 
 
 def test_a_time_budget_starts_only_the_populations_that_fit(reference, tmp_path):
