@@ -530,15 +530,48 @@ def coverage_grid(
             )
         return text
 
-    cells = pd.Series(
-        {key: cell(group) for key, group in table.groupby(keys, sort=True)}, dtype=object
-    )
-    if cells.empty:
+    cells = {key: cell(group) for key, group in table.groupby(keys, sort=True)}
+    return _grid(cells, index, columns, "runs in")
+
+
+def spread_grid(
+    table: pd.DataFrame,
+    value_col: str,
+    index: Sequence[str] = ("game",),
+    columns: Sequence[str] = ("method", "replay_ratio"),
+    digits: int = 1,
+) -> pd.DataFrame:
+    """One value per run (a :func:`final_returns` or :func:`final_dormant` table, say) as a
+    grid laid out as :func:`coverage_grid`'s: in each cell the mean over the cell's runs and,
+    in brackets, the lowest and highest of them (``"31.2 [30.6, 33.7]"``), so that every
+    seed's spread is in the numbers. Runs whose value is NaN are left out; a cell without
+    runs is empty."""
+    keys = [*index, *columns]
+    values = table.dropna(subset=[value_col]).groupby(keys, sort=True)[value_col]
+    cells = {
+        key: f"{v.mean():.{digits}f} [{v.min():.{digits}f}, {v.max():.{digits}f}]"
+        for key, v in values
+    }
+    return _grid(cells, index, columns, value_col)
+
+
+def _grid(
+    cells: Mapping[tuple, str], index: Sequence[str], columns: Sequence[str], name: str
+) -> pd.DataFrame:
+    """Cells keyed by their ``(*index, *columns)`` values as a table: a row per ``index``
+    value, a column per ``columns`` value labelled ``"DQN, 0.25"`` (both sorted), ``""``
+    where a cell is missing; with no ``columns``, one column called ``name``."""
+    if not cells:
         return pd.DataFrame()
-    cells.index = pd.MultiIndex.from_tuples(cells.index, names=keys)
+    keys = [*index, *columns]
+    series = pd.Series(
+        list(cells.values()),
+        index=pd.MultiIndex.from_tuples(list(cells), names=keys),
+        dtype=object,
+    )
     if not len(columns):
-        return cells.to_frame("runs in")
-    grid = cells.unstack(list(range(len(index), len(keys)))).fillna("")
+        return series.to_frame(name)
+    grid = series.unstack(list(range(len(index), len(keys)))).sort_index(axis=1).fillna("")
     grid.columns = [
         ", ".join(map(_label, c if isinstance(c, tuple) else (c,))) for c in grid.columns
     ]
@@ -684,6 +717,7 @@ __all__ = [
     "recycling_curves",
     "reference_returns",
     "return_curves",
+    "spread_grid",
     "variant_order",
     "variant_summary",
     "with_variants",

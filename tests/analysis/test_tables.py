@@ -39,6 +39,7 @@ from redo.analysis.tables import (
     return_curves,
     run_identity,
     runs_given,
+    spread_grid,
     variant_order,
     variant_summary,
     with_variants,
@@ -456,6 +457,26 @@ def test_coverage_grid_says_which_seeds_are_to_come(runs):
     both = coverage_grid(coverage(planned(seeds=(1, 5, 7)), runs), ("game", "method"), ())
     assert both.loc[("Freeway", "DQN+ReDo"), "runs in"] == "1 of 3, seeds 5, 7 to come"
     assert coverage_grid(coverage([], runs)).empty
+
+
+def test_spread_grid_gives_each_cell_its_mean_and_range():
+    table = pd.DataFrame(
+        {
+            "game": ["Breakout"] * 4 + ["Freeway"] * 2,
+            "method": ["DQN", "DQN", "DQN", "DQN+ReDo", "DQN", "DQN"],
+            "replay_ratio": [1.0, 1.0, 1.0, 1.0, 0.25, 0.25],
+            "final_return": [1.0, 2.0, 6.0, 4.25, 30.0, np.nan],
+        }
+    )
+    grid = spread_grid(table, "final_return")
+    assert list(grid.columns) == ["DQN, 0.25", "DQN, 1", "DQN+ReDo, 1"]
+    assert grid.loc["Breakout", "DQN, 1"] == "3.0 [1.0, 6.0]"
+    assert grid.loc["Breakout", "DQN+ReDo, 1"] == "4.2 [4.2, 4.2]"
+    assert grid.loc["Freeway", "DQN, 0.25"] == "30.0 [30.0, 30.0]"  # the NaN run left out
+    assert grid.loc["Breakout", "DQN, 0.25"] == "" and grid.loc["Freeway", "DQN, 1"] == ""
+    by_game = spread_grid(table, "final_return", ("game", "method"), (), digits=2)
+    assert by_game.loc[("Breakout", "DQN+ReDo"), "final_return"] == "4.25 [4.25, 4.25]"
+    assert spread_grid(table.iloc[5:], "final_return").empty
 
 
 # --- ablation variants ----------------------------------------------------------------------
