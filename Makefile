@@ -5,6 +5,13 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_VERSION ?= 2.13.0
 BIN := $(VENV)/bin
+# One torch (OpenMP) thread per process for the chapters' kernels and the tests, unless set:
+# small MinAtar updates do not gain from a second thread (book/data/bench/cpu-minatar.json:
+# the single loop ran 422 env steps/s with one thread, 309 with two), and beside another busy
+# process two threads spin-wait: the phenomenon chapter took 119 s with one thread next to a
+# running campaign, and had not finished after 30 minutes with torch's default of two.
+OMP_NUM_THREADS ?= 1
+export OMP_NUM_THREADS
 INSTALLED := $(VENV)/.installed
 
 .PHONY: book test lint notebooks clean
