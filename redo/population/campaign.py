@@ -391,8 +391,9 @@ def fastest_speed(plan: Plan, work: Path, replay_ratio: float | None = None) -> 
     the split measured at replay ratio 1, and a MinAtar population of 6 at replay ratio 0.25
     took about a fifth less time per unit of cost than one of 3 at replay ratio 1 (the
     evidence plan's two packings: 1,830 against 535 env steps per second, ``python -m redo
-    bench --envs MinAtar/Seaquest-v1 --replay-ratio 0.25 --population 6`` against
-    ``--replay-ratio 1 --population 3``, run one after the other beside a campaign)."""
+    bench --envs MinAtar/Seaquest-v1 --replay-ratio 0.25 --population 6 --steps 4000 --rounds
+    1 --repeats 3`` against ``--replay-ratio 1 --population 3 --steps 2000``, run one after
+    the other beside a campaign)."""
     times = [
         t
         for block in plan.blocks
