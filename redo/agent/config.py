@@ -344,16 +344,19 @@ _ABSENT = object()
 
 
 def describe_redo(config: DQNConfig | Mapping[str, Any]) -> str:
-    """Which ReDo a run used, in words: "the paper's ReDo" for the defaults, else the options
-    that differ from them (or "no ReDo")."""
+    """Which ReDo a run used, in words: "the paper's ReDo" for the defaults, else the settings
+    that differ from them (or "no ReDo"). The paper's threshold depends on the replay ratio
+    (:func:`paper_tau`), so a tau is named only where it differs from that rule's."""
     values = config.to_dict() if isinstance(config, DQNConfig) else config
     if not values["redo"]:
         return "no ReDo"
     changed = [
         f"{key.removeprefix('redo_')}={values[key]}"
-        for key in REDO_OPTIONS
+        for key in (*REDO_OPTIONS, "redo_period")
         if values[key] != _COMMON[key]
     ]
+    if values["tau"] != paper_tau(values["replay_ratio"]):
+        changed.append(f"tau={values['tau']:g}")
     return "the paper's ReDo" if not changed else f"ReDo with {', '.join(changed)}"
 
 

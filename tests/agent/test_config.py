@@ -182,6 +182,13 @@ def test_redo_options_are_the_redo_variant_settings():
         "redo_step_mode",
     )
     assert set(REDO_OPTIONS) <= {f.name for f in dataclasses.fields(DQNConfig)}
-    # tau and the period change how often and how much, not which variant: never described
+
+
+def test_describe_redo_names_a_threshold_or_period_other_than_the_papers():
+    # the paper's tau depends on the replay ratio: 0.025 at 0.25 is the paper's, 0.1 is not
+    quarter = DQNConfig.for_env("MinAtar/Breakout-v1", redo=True, replay_ratio=0.25)
+    assert quarter.tau == 0.025 and describe_redo(quarter) == "the paper's ReDo"
+    assert describe_redo(quarter.replace(tau=0.1)) == "ReDo with tau=0.1"
     changed = DQNConfig.for_env("CartPole-v1", redo=True, tau=0.3, redo_period=7)
-    assert describe_redo(changed) == "the paper's ReDo"
+    assert describe_redo(changed) == "ReDo with period=7, tau=0.3"
+    assert describe_redo(changed.replace(tau=0.0)) == "ReDo with period=7, tau=0"

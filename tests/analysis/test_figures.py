@@ -128,7 +128,7 @@ def test_plot_aggregate(runs):
 def test_figures_refuse_to_average_several_settings(runs, tmp_path):
     write_synthetic_run(tmp_path / "extra", "MinAtar/Breakout-v1", True, 1.0, 0, tau=0.3)
     more = [*runs, *load_runs(tmp_path)]
-    with pytest.raises(ValueError, match=r"differ in \['redo_tau'\]"):
+    with pytest.raises(ValueError, match=r"differ in \['redo_tau', 'redo_variant'\]"):
         plot_dormant_curves(dormant_curves(more))
     with pytest.raises(ValueError, match="select one setting"):
         plot_aggregate(pd.concat([bootstrap_ci(hand_final().assign(score=0.5))] * 2))
