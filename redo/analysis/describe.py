@@ -17,6 +17,14 @@ def _listing(values: Iterable[Any], fmt: Callable[[Any], str] = str) -> str:
     return ", ".join(fmt(v) for v in sorted(set(values)))
 
 
+def _named(noun: str, values: Iterable[Any], fmt: Callable[[Any], str] = str) -> str:
+    """``games Breakout, Freeway`` or ``game Breakout``: a listing after its noun, singular
+    where there is one value."""
+    values = list(values)
+    plural = "s" if len(set(values)) > 1 else ""
+    return f"{noun}{plural} {_listing(values, fmt)}"
+
+
 def _span(counts: Iterable[int]) -> str:
     """``3`` or ``2-3``: how many of something there are, when that varies."""
     counts = list(counts)
@@ -60,8 +68,8 @@ def describe_runs(runs: Iterable[Run]) -> str:
     first, last = min(dates), max(dates)
     hours = sum(float(run.record["wall_time_s"]) for run in runs) / 3600
     sentences = [
-        f"{len(runs)} runs: games {_listing(ids['game'])}; methods {_listing(ids['method'])}; "
-        f"replay ratios {_listing(ids['replay_ratio'], lambda r: f'{r:g}')}",
+        f"{len(runs)} runs: {_named('game', ids['game'])}; {_named('method', ids['method'])}; "
+        f"{_named('replay ratio', ids['replay_ratio'], lambda r: f'{r:g}')}",
         f"ReDo: {_listing(v for v in ids['redo_variant'] if v != 'no ReDo') or 'none'}",
         f"{_span(ids.groupby(settings)['seed'].nunique())} seeds per setting "
         f"(seeds {_listing(ids['seed'])})",

@@ -64,7 +64,8 @@ def test_describe_runs_without_redo(tmp_path):
         write_synthetic_run(tmp_path / f"s{seed}", "MinAtar/Breakout-v1", False, 1.0, seed)
     text = describe_runs(load_runs(tmp_path))
     assert "ReDo: none" in sentences(text)
-    assert "methods DQN;" in text
+    # one value takes its noun in the singular
+    assert text.startswith("2 runs: game Breakout; method DQN; replay ratio 1.")
 
 
 def test_describe_runs_counts_seeds_of_one_setting_however_they_were_packed(tmp_path):
